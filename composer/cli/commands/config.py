@@ -1,0 +1,152 @@
+"""``composer config``: load, validate and print the normalized project."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any
+
+from composer.cli.app import App
+
+
+def register(commands: Any) -> None:
+    p = commands.add_parser("config", help="validate the project and print it normalized")
+    p.add_argument("--format", choices=("yaml", "json"), default="yaml")
+    p.add_argument("-q", "--quiet", action="store_true", help="only validate")
+    listing = p.add_mutually_exclusive_group()
+    for flag, what in (("--services", "service names"), ("--volumes", "volume keys"),
+                       ("--networks", "network keys"), ("--images", "image names"),
+                       ("--profiles", "profile names"), ("--variables", "variables used"),
+                       ("--environment", "environment used for interpolation")):
+        listing.add_argument(flag, action="store_true", help=f"print the {what}")
+    listing.add_argument("--hash", metavar="SERVICES", help="(comes with the planner)")
+    p.add_argument("--no-interpolate", action="store_true", help="keep ${VAR} as written")
+    p.add_argument("--no-consistency", action="store_true",
+                   help="skip the cross-reference checks")
+    p.add_argument("-o", "--output", metavar="FILE", help="write to FILE instead of stdout")
+    p.add_argument("services_selected", nargs="*", metavar="SERVICE")
+    p.set_defaults(handler=run)
+
+
+def run(app: App, options: argparse.Namespace) -> int:
+    from composer.manifest.loader import LoadOptions, load
+
+    if options.hash:
+        app.abort("'config --hash' comes with the planner; it is not implemented yet")
+    if options.variables:
+        return _variables(app, options)
+    loaded = load(LoadOptions(
+        files=options.files, project_dir=options.project_dir,
+        project_name=options.project_name, env_files=options.env_files,
+        profiles=options.profiles, services=options.services_selected,
+        interpolate=not options.no_interpolate, consistency=not options.no_consistency))
+    app.warnings(loaded.warnings)
+    from composer.manifest.tree import plain
+
+    project: dict[str, Any] = plain(loaded.tree)
+    if options.services_selected:
+        keep = _with_dependencies(project, options.services_selected)
+        project["services"] = {k: v for k, v in project["services"].items() if k in keep}
+    text = _render(project, loaded, options)
+    if options.quiet:
+        return 0
+    if options.output:
+        with open(options.output, "w", encoding="utf-8") as handle:
+            handle.write(text)
+    else:
+        sys.stdout.write(text)
+    return 0
+
+
+def _render(project: dict[str, Any], loaded: Any, options: argparse.Namespace) -> str:
+    from composer.cli import output
+
+    services: dict[str, Any] = project.get("services") or {}
+    lines: list[str] | None = None
+    if options.services:
+        lines = _dependency_order(services)
+    elif options.volumes:
+        lines = list(project.get("volumes") or {})
+    elif options.networks:
+        lines = list(project.get("networks") or {})
+    elif options.images:
+        lines = sorted({spec.get("image") or f"{project['name']}-{name}"
+                        for name, spec in services.items()})
+    elif options.profiles:
+        from composer.manifest.profiles import list_profiles
+        from composer.manifest.yamlload import parse_documents
+
+        trees = [doc for path in loaded.files if path != "-"
+                 for doc in parse_documents(_read(path), path)]
+        lines = sorted({p for tree in trees for p in list_profiles(tree)})
+    elif options.environment:
+        lines = [f"{k}={v}" for k, v in sorted(loaded.env.items())]
+    if lines is not None:
+        return "".join(f"{line}\n" for line in lines)
+    data = output.ordered(project, fmt=options.format)
+    return output.to_json(data) + "\n" if options.format == "json" else output.to_yaml(data)
+
+
+def _variables(app: App, options: argparse.Namespace) -> int:
+    from composer.cli import output
+    from composer.manifest.interpolate import list_variables
+    from composer.manifest.source import discover
+    from composer.manifest.yamlload import parse_documents
+
+    sources = discover(files=options.files, project_dir=options.project_dir,
+                       project_name=options.project_name, env_files=options.env_files)
+    found: dict[str, Any] = {}
+    for f in sources.files:
+        for doc in parse_documents(f.text, f.display):
+            for var in list_variables(doc):
+                found.setdefault(var.name, var)
+    if options.format == "json":
+        app.print(output.to_json({name: {
+            "Name": v.name, "DefaultValue": v.default or "",
+            "PresenceValue": v.alternate or "", "Required": v.required}
+            for name, v in sorted(found.items())}))
+        return 0
+    row = "{:<20}{:<20}{:<20}{}"
+    app.print(row.format("NAME", "REQUIRED", "DEFAULT VALUE", "ALTERNATE VALUE").rstrip())
+    for v in found.values():
+        app.print(row.format(v.name, str(v.required).lower(), v.default or "",
+                             v.alternate or "").rstrip())
+    return 0
+
+
+def _read(path: str) -> str:
+    with open(path, encoding="utf-8-sig") as handle:
+        return handle.read()
+
+
+def _with_dependencies(project: dict[str, Any], selected: list[str]) -> set[str]:
+    services = project.get("services") or {}
+    keep: set[str] = set()
+    todo = list(selected)
+    while todo:
+        name = todo.pop()
+        if name in keep or name not in services:
+            continue
+        keep.add(name)
+        todo.extend((services[name] or {}).get("depends_on") or {})
+    return keep
+
+
+def _dependency_order(services: dict[str, Any]) -> list[str]:
+    """Dependencies before their dependents, ties by name: stable whatever the file order."""
+    done: list[str] = []
+    seen: set[str] = set()
+
+    def visit(name: str) -> None:
+        if name in seen or name not in services:
+            return
+        seen.add(name)
+        for dep in sorted((services[name] or {}).get("depends_on") or {}):
+            visit(dep)
+        done.append(name)
+
+    for name in sorted(services):
+        visit(name)
+    return done
+
+

@@ -1,0 +1,56 @@
+"""``composer``: the command line, shaped like ``docker compose``.
+
+Start-up stays cheap: ``--version`` answers before argparse or any loader module is imported.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Sequence
+
+# Compose's subcommands that composer has not implemented yet; they fail with a clear word
+# instead of argparse's "invalid choice".
+PLANNED = {
+    "attach", "build", "commit", "cp", "create", "down", "events", "exec", "export", "images",
+    "kill", "logs", "ls", "pause", "port", "ps", "publish", "pull", "push", "restart", "rm",
+    "run", "scale", "start", "stats", "stop", "top", "unpause", "up", "volumes", "wait",
+    "watch",
+}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = list(sys.argv[1:] if argv is None else argv)
+    if args in (["--version"], ["-v"], ["version", "--short"]):
+        from composer.__about__ import __version__
+
+        print(__version__ if args[-1] == "--short" else f"composer version {__version__}")
+        return 0
+
+    from composer.cli.app import Abort, App
+    from composer.cli.parser import build_parser
+    from composer.errors import ComposerError
+
+    app = App()
+    parser = build_parser()
+    options = parser.parse_args(args)
+    if options.command is None:
+        parser.print_help(sys.stderr)
+        return 2
+    try:
+        if options.command in PLANNED:
+            app.abort(f"'composer {options.command}' is not implemented yet: this release "
+                      "loads, validates and prints projects (composer config)")
+        handler = options.handler
+        code: int = handler(app, options)
+        return code
+    except ComposerError as exc:
+        try:
+            app.fail(exc)
+        except Abort as abort:
+            return abort.code
+    except Abort as abort:
+        return abort.code
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:
+        return 1

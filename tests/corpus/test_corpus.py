@@ -1,0 +1,95 @@
+"""Docker Compose v2.40.3's verdict on real compose files is the reference.
+
+For every compose file of ``../shared/corpus/index.tsv``: where Compose accepted it, our
+``config --format json`` must equal its output (key order aside); where it refused it, we
+refuse too, with a located error. Remaining differences are listed below with their reason.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from composer.errors import ManifestError
+from composer.manifest.loader import LoadOptions, load
+from composer.manifest.tree import plain
+from tests.conftest import CORPUS
+
+FAKE_HOME = "/home/composer-corpus-user"
+
+# path -> why composer's output differs from Compose's (each one still checked to differ).
+KNOWN_DIFFERENCES: dict[str, str] = {}
+
+# path -> why composer accepts (or refuses) what Compose refuses (or accepts).
+VERDICT_DIFFERENCES: dict[str, str] = {}
+
+
+def _rows() -> list[dict[str, str]]:
+    index = CORPUS / "index.tsv"
+    if not index.is_file():
+        return []
+    with index.open(newline="", encoding="utf-8") as handle:
+        rows = list(csv.DictReader(handle, delimiter="\t"))
+    return [r for r in rows if r["note"].startswith("compose")]
+
+
+ROWS = _rows()
+ACCEPTED = [r["path"] for r in ROWS if r["compose_v2"] == "ok"]
+REFUSED = [r["path"] for r in ROWS if r["compose_v2"] not in ("ok", "")]
+PRE_START = {p for p in REFUSED if "'pre_start' not allowed" in
+             next(r["compose_v2"] for r in ROWS if r["path"] == p)}
+
+
+def _load(path: str) -> dict[str, Any]:
+    file = CORPUS / path
+    loaded = load(LoadOptions(files=[str(file)], cwd=str(file.parent),
+                              environ={"HOME": FAKE_HOME, "PATH": os.defpath}))
+    result: dict[str, Any] = plain(loaded.tree)
+    return result
+
+
+def _expected(path: str) -> Any:
+    text = (CORPUS / "expected" / f"{path}.json").read_text(encoding="utf-8")
+    return json.loads(text.replace("${CORPUS}", str(CORPUS)).replace("${HOME}", FAKE_HOME))
+
+
+def _params(paths: list[str], differences: dict[str, str]) -> list[Any]:
+    return [pytest.param(p, id=p.removeprefix("compose/"),
+                         marks=[pytest.mark.xfail(reason=differences[p], strict=True)]
+                         if p in differences else [])
+            for p in paths]
+
+
+@pytest.mark.corpus
+@pytest.mark.parametrize("path", _params(ACCEPTED, KNOWN_DIFFERENCES))
+def test_accepted_files_normalize_like_compose(corpus: Path, path: str) -> None:
+    ours = json.loads(json.dumps(_load(path)))
+    assert ours == _expected(path)
+
+
+@pytest.mark.corpus
+@pytest.mark.parametrize("path", _params(sorted(set(REFUSED) - PRE_START),
+                                         VERDICT_DIFFERENCES))
+def test_refused_files_are_refused_with_a_located_error(corpus: Path, path: str) -> None:
+    with pytest.raises(ManifestError) as caught:
+        _load(path)
+    assert caught.value.loc is not None, f"error without a place: {caught.value}"
+    assert caught.value.loc.line >= 1
+
+
+@pytest.mark.corpus
+@pytest.mark.parametrize("path", sorted(PRE_START))
+def test_pre_start_hooks_are_accepted(corpus: Path, path: str) -> None:
+    project = _load(path)
+    assert any("pre_start" in (s or {}) for s in project["services"].values())
+
+
+def test_corpus_is_collected_or_skipped_with_reason() -> None:
+    if not ROWS:
+        pytest.skip(f"the shared corpus is absent ({CORPUS})")
+    assert len(ACCEPTED) >= 300 and len(REFUSED) >= 90

@@ -32,7 +32,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     app = App()
     parser = build_parser()
-    options = parser.parse_args(args)
+    # Flags of commands still to come are not declared yet; only those commands may have them.
+    options, unknown = parser.parse_known_args(args)
+    if unknown and options.command not in PLANNED:
+        parser.error(f"unrecognized arguments: {' '.join(unknown)}")
     if options.command is None:
         parser.print_help(sys.stderr)
         return 2

@@ -82,9 +82,9 @@ def _check_references(root: YMap, name: str, service: dict[str, Any]) -> None:
         entries = service.get(key) or ()
         for i, entry in enumerate(entries):
             ref = entry if key == "networks" else (entry or {}).get("source")
-            sub = (key, ref) if key == "networks" else (key, i)
+            where: Path = (key, str(ref)) if key == "networks" else (key, i)
             if ref is not None and ref not in defined:
-                raise _error(root, ("services", name, *sub),
+                raise _error(root, ("services", name, *where),
                              f'service "{name}" refers to undefined {word} {ref}',
                              hint=_did_you_mean(ref, defined) or
                              f"declare it under the top-level '{key}:'")

@@ -43,7 +43,7 @@ _CORE_RESOLVERS: list[tuple[str, re.Pattern[str], str]] = [
 ]
 
 
-class _CoreLoader(_BaseLoader):  # type: ignore[misc, valid-type]
+class _CoreLoader(_BaseLoader):  # type: ignore[misc]
     """PyYAML's (C) parser with the YAML 1.2 core resolver instead of 1.1's."""
 
     yaml_implicit_resolvers: ClassVar[dict[str | None, list[tuple[str, re.Pattern[str]]]]] = {}
@@ -127,11 +127,12 @@ class _Builder:
                 items = [self.build(child) for child in node.value]
                 return YSeq(items, loc=_loc(self.filename, node),
                             item_locs=[_loc(self.filename, c) for c in node.value])
+            assert isinstance(node, yaml.ScalarNode)
             return self.scalar(node)
         finally:
             self.active.discard(id(node))
 
-    def scalar(self, node: yaml.Node) -> Any:
+    def scalar(self, node: yaml.ScalarNode) -> Any:
         tag = node.tag
         if tag in _MERGE_TAGS or tag == "!":
             tag = _STR if node.style else _CoreLoader.resolve(

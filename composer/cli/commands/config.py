@@ -18,7 +18,9 @@ def register(commands: Any) -> None:
                        ("--networks", "network keys"), ("--images", "image names"),
                        ("--profiles", "profile names"), ("--variables", "variables used"),
                        ("--environment", "environment used for interpolation")):
-        listing.add_argument(flag, action="store_true", help=f"print the {what}")
+        # dest "list_*": "--profiles" would otherwise overwrite the global "--profile" list.
+        listing.add_argument(flag, dest=f"list_{flag[2:]}", action="store_true",
+                             help=f"print the {what}")
     listing.add_argument("--hash", metavar="SERVICES", help="(comes with the planner)")
     p.add_argument("--no-interpolate", action="store_true", help="keep ${VAR} as written")
     p.add_argument("--no-consistency", action="store_true",
@@ -33,7 +35,7 @@ def run(app: App, options: argparse.Namespace) -> int:
 
     if options.hash:
         app.abort("'config --hash' comes with the planner; it is not implemented yet")
-    if options.variables:
+    if options.list_variables:
         return _variables(app, options)
     loaded = load(LoadOptions(
         files=options.files, project_dir=options.project_dir,
@@ -63,23 +65,23 @@ def _render(project: dict[str, Any], loaded: Any, options: argparse.Namespace) -
 
     services: dict[str, Any] = project.get("services") or {}
     lines: list[str] | None = None
-    if options.services:
+    if options.list_services:
         lines = _dependency_order(services)
-    elif options.volumes:
+    elif options.list_volumes:
         lines = list(project.get("volumes") or {})
-    elif options.networks:
+    elif options.list_networks:
         lines = list(project.get("networks") or {})
-    elif options.images:
+    elif options.list_images:
         lines = sorted({spec.get("image") or f"{project['name']}-{name}"
                         for name, spec in services.items()})
-    elif options.profiles:
+    elif options.list_profiles:
         from composer.manifest.profiles import list_profiles
         from composer.manifest.yamlload import parse_documents
 
         trees = [doc for path in loaded.files if path != "-"
                  for doc in parse_documents(_read(path), path)]
         lines = sorted({p for tree in trees for p in list_profiles(tree)})
-    elif options.environment:
+    elif options.list_environment:
         lines = [f"{k}={v}" for k, v in sorted(loaded.env.items())]
     if lines is not None:
         return "".join(f"{line}\n" for line in lines)

@@ -23,7 +23,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from composer.errors import ManifestError, ManifestWarning
+from composer.errors import Loc, ManifestError, ManifestWarning
 from composer.manifest import source as source_mod
 from composer.manifest.tree import YMap, dotted
 
@@ -61,6 +61,7 @@ class Loaded:
     env_files: tuple[str, ...]
     profiles: tuple[str, ...]
     warnings: list[ManifestWarning] = field(default_factory=list)
+    interpolated: bool = True
 
 
 class _Warnings:
@@ -138,13 +139,14 @@ def load(options: LoadOptions) -> Loaded:
     return Loaded(tree=tree, name=name, project_dir=sources.project_dir,
                   files=tuple(f.path for f in sources.files), env=session.env,
                   env_files=sources.env_files, profiles=sources.profiles,
-                  warnings=warn.items)
+                  warnings=warn.items, interpolated=options.interpolate)
 
 
 def _phase_paths(tree: YMap, project_dir: str, options: LoadOptions) -> None:
     from composer.manifest.paths import resolve_paths
 
-    resolve_paths(tree, project_dir)
+    environ = os.environ if options.environ is None else options.environ
+    resolve_paths(tree, project_dir, environ.get("HOME"))
 
 
 class _Session:
@@ -191,7 +193,7 @@ class _Session:
 
         docs = parse_documents(text, display)
         if not any(docs):
-            raise ManifestError("empty compose file", loc=docs[0].loc if docs else None,
+            raise ManifestError("empty compose file", loc=Loc(display, 1, 1),
                                 hint="a compose file needs at least a 'services:' mapping")
         out = []
         interpolator = Interpolator(self.env, self.warn)
@@ -261,7 +263,24 @@ def describe(path: tuple[str | int, ...]) -> str:
 
 
 def plain_tree(loaded: Loaded) -> dict[str, Any]:
+    """The project as ``docker compose config`` prints it.
+
+    After interpolation every ``$`` left in a value is a literal one, so it is printed
+    escaped (``$$``), as Compose does: the output loads again to the same project."""
     from composer.manifest.tree import plain
 
     result: dict[str, Any] = plain(loaded.tree)
+    if loaded.interpolated:
+        escaped: dict[str, Any] = _escape_dollars(result)
+        return escaped
     return result
+
+
+def _escape_dollars(value: Any) -> Any:
+    if isinstance(value, str):
+        return value.replace("$", "$$")
+    if isinstance(value, dict):
+        return {k: _escape_dollars(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_escape_dollars(v) for v in value]
+    return value

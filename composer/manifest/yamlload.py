@@ -35,7 +35,10 @@ _MERGE_TAGS = {"!reset": RESET, "!override": OVERRIDE}
 _CORE_RESOLVERS: list[tuple[str, re.Pattern[str], str]] = [
     (_BOOL, re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), "tTfF"),
     (_NULL, re.compile(r"^(?:~|null|Null|NULL|)$"), "~nN"),
-    (_INT, re.compile(r"^(?:[-+]?[0-9]+|0o[0-7]+|0x[0-9a-fA-F]+)$"), "-+0123456789"),
+    # Integers as Compose's YAML library reads them (Go's integer syntax): a leading 0 means
+    # octal (file modes such as 0440), 0b/0o/0x prefixes and "_" between digits.
+    (_INT, re.compile(r"^[-+]?(?:[0-9][0-9_]*|0[bB][01_]+|0[oO][0-7_]+|0[xX][0-9a-fA-F_]+)$"),
+     "-+0123456789"),
     (_FLOAT, re.compile(
         r"^(?:[-+]?(?:\.[0-9]+|[0-9]+(?:\.[0-9]*)?)(?:[eE][-+]?[0-9]+)?"
         r"|[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN))$"), "-+0123456789."),
@@ -194,11 +197,17 @@ class _Builder:
 
 
 def _to_int(text: str) -> int:
-    if text.startswith("0o"):
-        return int(text[2:], 8)
-    if text.startswith("0x"):
-        return int(text[2:], 16)
-    return int(text, 10)
+    sign = -1 if text.startswith("-") else 1
+    body = text.lstrip("+-")
+    try:
+        return sign * int(body, 0)
+    except ValueError:
+        pass
+    digits = body.replace("_", "")
+    try:
+        return sign * int(digits, 8 if digits.startswith("0") else 10)
+    except ValueError:  # "089": not octal, so Go falls back to reading it as a number
+        return sign * int(digits, 10)
 
 
 def _to_float(text: str) -> float:

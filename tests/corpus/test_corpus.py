@@ -16,17 +16,24 @@ from typing import Any
 import pytest
 
 from composer.errors import ManifestError
-from composer.manifest.loader import LoadOptions, load
-from composer.manifest.tree import plain
+from composer.manifest.loader import LoadOptions, load, plain_tree
 from tests.conftest import CORPUS
 
 FAKE_HOME = "/home/composer-corpus-user"
 
 # path -> why composer's output differs from Compose's (each one still checked to differ).
-KNOWN_DIFFERENCES: dict[str, str] = {}
+KNOWN_DIFFERENCES: dict[str, str] = {
+    "compose/docker__compose/pkg/e2e/testdata/TestComposeModel/compose.yaml":
+        "Compose 2.40.3 leaves the top-level 'models' out of its output although a service "
+        "still refers to it; composer prints it, so the output loads again",
+}
 
 # path -> why composer accepts (or refuses) what Compose refuses (or accepts).
-VERDICT_DIFFERENCES: dict[str, str] = {}
+VERDICT_DIFFERENCES: dict[str, str] = {
+    "compose/docker__compose/pkg/e2e/fixtures/build-test/ssh/compose.yaml":
+        "the file is valid: Compose 2.40.3 fails only while printing build.ssh as JSON "
+        "(its MarshalJSON of SSHKey is broken); composer accepts and prints it",
+}
 
 
 def _rows() -> list[dict[str, str]]:
@@ -49,8 +56,7 @@ def _load(path: str) -> dict[str, Any]:
     file = CORPUS / path
     loaded = load(LoadOptions(files=[str(file)], cwd=str(file.parent),
                               environ={"HOME": FAKE_HOME, "PATH": os.defpath}))
-    result: dict[str, Any] = plain(loaded.tree)
-    return result
+    return plain_tree(loaded)
 
 
 def _expected(path: str) -> Any:

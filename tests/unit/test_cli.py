@@ -129,3 +129,27 @@ def test_unimplemented_attributes_warn_with_their_place(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr
     assert (f"warning: {tmp_path / 'compose.yaml'}:4:5: services.web.gpus: 'gpus' is ignored"
             in result.stderr)
+
+
+def test_literal_dollars_are_printed_escaped_and_reload_unchanged(tmp_path: Path) -> None:
+    # Compose prints every literal "$" as "$$" after interpolation, so its output loads again.
+    (tmp_path / "compose.yaml").write_text(
+        "services:\n  a:\n    image: busybox\n    command: echo $$HOME $(date)\n"
+        "    environment:\n      A: \"$$B\"\n")
+    first = composer("config", "--format", "json", cwd=tmp_path)
+    assert first.returncode == 0, first.stderr
+    service = json.loads(first.stdout)["services"]["a"]
+    assert service["command"] == ["echo", "$$HOME", "$$(date)"]
+    assert service["environment"] == {"A": "$$B"}
+    (tmp_path / "compose.yaml").write_text(composer("config", cwd=tmp_path).stdout)
+    again = composer("config", "--format", "json", cwd=tmp_path)
+    assert json.loads(again.stdout) == json.loads(first.stdout)
+    raw = composer("config", "--no-interpolate", "--format", "json", cwd=tmp_path)
+    assert json.loads(raw.stdout)["services"]["a"]["environment"] == {"A": "$$B"}
+
+
+def test_an_empty_file_is_refused_at_its_first_line(tmp_path: Path) -> None:
+    (tmp_path / "compose.yaml").write_text("# nothing here\n")
+    result = composer("config", cwd=tmp_path)
+    assert result.returncode == 1
+    assert result.stderr.startswith(f"error: {tmp_path / 'compose.yaml'}:1:1: empty compose file\n")

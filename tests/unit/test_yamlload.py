@@ -21,9 +21,12 @@ def one(text: str) -> YMap:
         ("yes", "yes"), ("no", "no"), ("on", "on"), ("off", "off"), ("y", "y"),
         ("true", True), ("False", False), ("TRUE", True),
         ("~", None), ("null", None), ("", None),
-        ("42", 42), ("-7", -7), ("0o17", 15), ("0x1F", 31), ("017", 17),
+        ("42", 42), ("-7", -7), ("0o17", 15), ("0x1F", 31),
+        # Integers as Compose's YAML library reads them (checked with docker compose 2.40.3):
+        # a leading zero is octal, Go's 0b prefix and digit separators work.
+        ("017", 15), ("0440", 288), ("089", 89), ("1_000", 1000), ("0b101", 5),
         ("1.5", 1.5), ("1e3", 1000.0), (".inf", float("inf")),
-        ("'yes'", "yes"), ('"42"', "42"), ("1_000", "1_000"), ("0b101", "0b101"),
+        ("'yes'", "yes"), ('"42"', "42"), ("_1", "_1"),
         ("2001:db8::1", "2001:db8::1"), ("80:80", "80:80"), ("1:30", "1:30"),
     ],
 )

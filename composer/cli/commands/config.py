@@ -31,7 +31,7 @@ def register(commands: Any) -> None:
 
 
 def run(app: App, options: argparse.Namespace) -> int:
-    from composer.manifest.loader import LoadOptions, load
+    from composer.manifest.loader import LoadOptions, load, plain_tree
 
     if options.hash:
         app.abort("'config --hash' comes with the planner; it is not implemented yet")
@@ -43,9 +43,7 @@ def run(app: App, options: argparse.Namespace) -> int:
         profiles=options.profiles, services=options.services_selected,
         interpolate=not options.no_interpolate, consistency=not options.no_consistency))
     app.warnings(loaded.warnings)
-    from composer.manifest.tree import plain
-
-    project: dict[str, Any] = plain(loaded.tree)
+    project = plain_tree(loaded)
     if options.services_selected:
         keep = _with_dependencies(project, options.services_selected)
         project["services"] = {k: v for k, v in project["services"].items() if k in keep}

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# Loader benchmarks: `composer --version` and `composer config -q` on a 500-service project.
-# Budgets (2-core machine like CI's): --version < 150 ms, config -q (500 services) < 1 s.
-# Uses hyperfine when installed (apt-get install hyperfine), else a Python timer.
+# Loader benchmarks: `composer --version` and `composer config -q` on a 500-service project,
+# side by side with Docker Compose v2 when it is installed (DOCKER_COMPOSE, default
+# docker-compose-v2 or `docker compose`). Budgets on a 2-core machine like CI's:
+# --version < 150 ms, config -q (500 services) < 1 s. Figures go to bench/results/.
+# Uses hyperfine (apt-get install hyperfine) when installed, else a Python timer.
 set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$here"
@@ -10,11 +12,19 @@ out=bench/results
 mkdir -p "$out"
 project=$(python3 bench/gen_project.py "$out/p500" 500)
 
+commands=("$composer --version" "$composer -f $project config -q"
+          "$composer -f $project config --format json")
+peer=${DOCKER_COMPOSE:-$(command -v docker-compose-v2 || true)}
+if [ -n "$peer" ]; then
+  commands+=("$peer version" "$peer -f $project config -q" "$peer -f $project config --format json")
+fi
+
 if command -v hyperfine >/dev/null 2>&1; then
-  hyperfine -N --warmup 3 --runs 20 --export-markdown "$out/loader.md" \
-    "$composer --version" "$composer -f $project config -q"
+  hyperfine -N --warmup 3 --runs 20 --export-markdown "$out/loader.md" "${commands[@]}"
   cat "$out/loader.md"
 else
-  python3 bench/timeit_cmd.py 20 "$composer" --version
-  python3 bench/timeit_cmd.py 10 "$composer" -f "$project" config -q
+  for command in "${commands[@]}"; do
+    # shellcheck disable=SC2086  # each entry is a command line
+    python3 bench/timeit_cmd.py 10 $command
+  done
 fi

@@ -290,9 +290,21 @@ def _build(ctx: _Ctx, build: dict[str, Any], path: Path) -> None:
             build[key] = _as_seq([build[key]], build, key)
 
 
+_HEALTHCHECK_KINDS = ("CMD", "CMD-SHELL", "NONE")
+
+
 def _healthcheck(ctx: _Ctx, check: dict[str, Any], path: Path) -> None:
-    if isinstance(check.get("test"), str):
-        check["test"] = _as_seq(["CMD-SHELL", check["test"]], check, "test")
+    test = check.get("test")
+    if isinstance(test, str):
+        check["test"] = _as_seq(["CMD-SHELL", test], check, "test")
+    elif isinstance(test, list) and not test:
+        del check["test"]  # an empty test means the image's own, as Compose reads it
+    elif isinstance(test, list) and test[0] not in _HEALTHCHECK_KINDS:
+        raise ctx.error((*path, "test", 0),
+                        f"healthcheck.test must start with CMD, CMD-SHELL or NONE, "
+                        f"not {test[0]!r}",
+                        hint=f"write [CMD, {test[0]}, ...] to run a program, or a string "
+                        "to run a shell command")
     for key in _DURATIONS:
         if key in check:
             check[key] = duration(ctx, check[key], (*path, key))

@@ -29,6 +29,8 @@ def check(root: YMap) -> None:
         _check_network_mode(root, name, service)
         _check_container_name(root, name, service)
         _check_platforms(root, name, service)
+        _check_mounts(root, name, service)
+        _check_watch(root, name, service)
     _check_cycles(root, services)
     _check_port_conflicts(root, services)
 
@@ -50,9 +52,10 @@ def _check_image_or_build(root: YMap, name: str, service: dict[str, Any]) -> Non
 
 
 def _service_refs(service: dict[str, Any]) -> Iterator[tuple[Path, str]]:
-    """(path inside the service, referenced service name) for every service reference."""
-    for dep in service.get("depends_on") or {}:
-        yield ("depends_on", dep), dep
+    """(path inside the service, referenced service name) for every service reference.
+
+    The implicit references come first: normalization copies them into ``depends_on``, and
+    the error should point at what the user wrote (``network_mode: service:vpn``)."""
     for i, link in enumerate(service.get("links") or []):
         yield ("links", i), str(link).split(":", 1)[0]
     for i, source in enumerate(service.get("volumes_from") or []):
@@ -63,6 +66,8 @@ def _service_refs(service: dict[str, Any]) -> Iterator[tuple[Path, str]]:
         value = service.get(key)
         if isinstance(value, str) and value.startswith("service:"):
             yield (key,), value.split(":", 1)[1]
+    for dep in service.get("depends_on") or {}:
+        yield ("depends_on", dep), dep
 
 
 def _check_references(root: YMap, name: str, service: dict[str, Any]) -> None:
@@ -76,13 +81,15 @@ def _check_references(root: YMap, name: str, service: dict[str, Any]) -> None:
                          f'service "{name}" depends on undefined service "{target}"',
                          hint=_did_you_mean(target, services) or
                          "define that service, or remove the reference")
-    kinds = (("networks", "network"), ("secrets", "secret"), ("configs", "config"))
+    kinds = (("networks", "network"), ("secrets", "secret"), ("configs", "config"),
+             ("models", "model"))
     for key, word in kinds:
         defined = root.get(key) or {}
         entries = service.get(key) or ()
         for i, entry in enumerate(entries):
-            ref = entry if key == "networks" else (entry or {}).get("source")
-            where: Path = (key, str(ref)) if key == "networks" else (key, i)
+            keyed = key in ("networks", "models")  # mappings by name; the others are lists
+            ref = entry if keyed else (entry or {}).get("source")
+            where: Path = (key, str(ref)) if keyed else (key, i)
             if ref is not None and ref not in defined:
                 raise _error(root, ("services", name, *where),
                              f'service "{name}" refers to undefined {word} {ref}',
@@ -181,3 +188,32 @@ def _check_port_conflicts(root: YMap, services: dict[str, Any]) -> None:
                              hint="publish a different host port, or leave 'published' empty "
                              "for a random one")
             owners[key] = (name, i)
+
+
+def _check_mounts(root: YMap, name: str, service: dict[str, Any]) -> None:
+    for i, mount in enumerate(service.get("volumes") or ()):
+        if not isinstance(mount, dict):
+            continue
+        if not mount.get("target"):
+            raise _error(root, ("services", name, "volumes", i), "the mount has no target",
+                         hint="add 'target:', the path inside the container")
+        if mount.get("type") == "bind" and not mount.get("source"):
+            raise _error(root, ("services", name, "volumes", i),
+                         "a bind mount needs a 'source'",
+                         hint="add 'source:', the host path to mount")
+
+
+# develop.watch actions that copy files need to know where to.
+_SYNC_ACTIONS = ("sync", "sync+restart", "sync+exec")
+
+
+def _check_watch(root: YMap, name: str, service: dict[str, Any]) -> None:
+    develop = service.get("develop") or {}
+    rules = develop.get("watch") if isinstance(develop, dict) else None
+    for i, rule in enumerate(rules or ()):
+        if isinstance(rule, dict) and rule.get("action") in _SYNC_ACTIONS \
+                and not rule.get("target"):
+            raise _error(root, ("services", name, "develop", "watch", i),
+                         f"action '{rule['action']}' needs a 'target'",
+                         hint="add 'target:', the path in the container to sync to")
+

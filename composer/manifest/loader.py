@@ -119,6 +119,9 @@ def load(options: LoadOptions) -> Loaded:
     session.env = {**sources.env, "COMPOSE_PROJECT_NAME": name}
 
     tree = session.merged([(f.display, f.text) for f in sources.files], chain=())
+    from composer.manifest.merge import enforce_unicity
+
+    enforce_unicity(tree)
     _phase_paths(tree, sources.project_dir, options)
     from composer.manifest.profiles import select_services
 
@@ -159,23 +162,36 @@ class _Session:
         self.env: Mapping[str, str] = env
         self.warn = warn
         self._file_cache: dict[str, YMap] = {}
+        # Files parsed early for their name; the next phases take them from here once.
+        self._parsed: dict[tuple[str, str], list[YMap]] = {}
 
     def declared_name(self, files: Sequence[source_mod.SourceFile]) -> str | None:
         """The last top-level ``name:`` across the files, interpolated."""
         from composer.manifest.yamlload import parse_documents
 
         name: str | None = None
+        where: Loc | None = None
         for f in files:
-            for doc in parse_documents(f.text, f.display):
+            docs = self._parsed.setdefault((f.display, f.text),
+                                           parse_documents(f.text, f.display))
+            for doc in docs:
                 value = doc.get("name")
                 if isinstance(value, str) and value:
                     name = self._interpolate_text(value, doc, "name")
-        if name is not None and source_mod.normalize_project_name(name) != name:
+                    where = doc.loc_of("name")
+        if name is None:
+            return None
+        # Compose normalizes a declared name (lowercase, allowed characters only) as it does
+        # a folder's; it refuses only names given with -p or COMPOSE_PROJECT_NAME.
+        normalized = source_mod.normalize_project_name(name)
+        if not normalized:
             raise ManifestError(
-                f'invalid project name "{name}": use only lowercase letters, digits, "-" and "_",'
-                " starting with a letter or digit", path="name",
-                loc=None, hint="change the top-level 'name:'")
-        return name or None
+                f'invalid project name "{name}": it has no letter or digit', path="name",
+                loc=where, hint="use lowercase letters, digits, '-' and '_' in 'name:'")
+        if normalized != name:
+            self.warn(ManifestWarning(f'project name "{name}" is used as "{normalized}"',
+                                      loc=where, path="name"))
+        return normalized
 
     def _interpolate_text(self, value: str, doc: YMap, key: str) -> str:
         if not self.options.interpolate:
@@ -191,7 +207,7 @@ class _Session:
         from composer.manifest.schema import validate
         from composer.manifest.yamlload import parse_documents
 
-        docs = parse_documents(text, display)
+        docs = self._parsed.pop((display, text), None) or parse_documents(text, display)
         if not any(docs):
             raise ManifestError("empty compose file", loc=Loc(display, 1, 1),
                                 hint="a compose file needs at least a 'services:' mapping")

@@ -273,6 +273,34 @@ RULES: dict[Path, Strategy] = {
 }
 
 
+#: Strategies that decide on the entries of a sequence by a key, so a sequence can hold each
+#: key once. Compose enforces that inside a single file too (the last entry wins, in the
+#: place of the first): :func:`enforce_unicity` applies them to each sequence on its own.
+_NOT_UNIQUE = (replace, logging, ipam_config, default)
+
+
+def enforce_unicity(root: YMap) -> None:
+    """Collapse duplicate entries of keyed sequences (``ports``, ``volumes``, ...) in place."""
+    for pattern, strategy in RULES.items():
+        if strategy in _NOT_UNIQUE:
+            continue
+        for parent, key, path in _walk(root, pattern):
+            value = parent[key]
+            if isinstance(value, list) and len(value) > 1:
+                parent[key] = strategy(YSeq(), value, path)
+
+
+def _walk(node: Any, pattern: Path, at: Path = ()) -> list[tuple[dict[str, Any], str, Path]]:
+    """(parent mapping, key, path) for every place in ``node`` that ``pattern`` names."""
+    if not isinstance(node, dict) or not pattern:
+        return []
+    step, rest = pattern[0], pattern[1:]
+    keys = list(node) if step == "*" else [step] if step in node else []
+    if not rest:
+        return [(node, str(k), (*at, k)) for k in keys]
+    return [found for k in keys for found in _walk(node[k], rest, (*at, k))]
+
+
 def _matches(pattern: Path, path: Path) -> bool:
     return len(pattern) == len(path) and all(
         p == "*" or p == step for p, step in zip(pattern, path, strict=True))

@@ -55,6 +55,9 @@ def normalize(root: YMap, *, project_name: str, project_dir: str, env: Mapping[s
             for spec in resources.values():
                 _drop_extensions(spec)
     _add_default_network(root)
+    from composer.manifest.resources import check_resources
+
+    check_resources(root)
     _drop_unused(root)
     _name_resources(root, project_name)
 
@@ -129,6 +132,12 @@ def normalize_service(root: YMap, name: str, svc: dict[str, Any], *, project_dir
         hosts.sort(key=str)
     deploy = svc.get("deploy")
     if isinstance(deploy, dict):
+        replicas = deploy.get("replicas")
+        if "scale" in svc and replicas is not None and replicas != svc["scale"]:
+            raise ManifestError(
+                f"can't set distinct values on 'scale' ({svc['scale']}) and "
+                f"'deploy.replicas' ({replicas})", loc=locate(root, (*path, "scale")),
+                path=dotted((*path, "scale")), hint="keep one of them")
         if "scale" in svc:
             deploy["replicas"] = svc["scale"]
         deploy.setdefault("resources", ymap(like=deploy))
@@ -271,6 +280,8 @@ def _build(build: dict[str, Any], project_dir: str, env: Mapping[str, str]) -> N
                     args[key] = env[key]
                 else:
                     del args[key]
+        if not args:
+            del build["args"]
 
 
 def _file_ref(ref: dict[str, Any], default_dir: str | None) -> None:

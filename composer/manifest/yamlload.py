@@ -91,8 +91,15 @@ def _yaml_error(exc: yaml.MarkedYAMLError, filename: str, text: str) -> Manifest
         hint = "YAML indents with spaces only: replace the tabs at the start of this line"
     elif "mapping values are not allowed" in problem:
         hint = "a value that contains ': ' must be quoted, or the line above is mis-indented"
-    elif "could not find expected ':'" in problem or "expected <block end>" in problem:
+    elif any(text in problem for text in ("could not find expected ':'", "expected <block end>",
+                                          "did not find expected key")):
         hint = "check the indentation of this line against the lines above it"
+    elif "end of stream" in problem:
+        hint = "a quote or bracket opened earlier is not closed"
+    elif "cannot start any token" in problem:
+        hint = "quote the value: characters such as @ and ` cannot start a plain YAML value"
+    elif "unknown escape character" in problem:
+        hint = "in double quotes a backslash starts an escape: use single quotes, or write \\\\"
     elif "found undefined alias" in problem:
         name = re.match(r"\*([^\s,\]}]+)", line[mark.column:]) if mark else None
         problem = f"found undefined alias '{name.group(1)}'" if name else problem

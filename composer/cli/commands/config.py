@@ -43,13 +43,13 @@ def run(app: App, options: argparse.Namespace) -> int:
         profiles=options.profiles, services=options.services_selected,
         interpolate=not options.no_interpolate, consistency=not options.no_consistency))
     app.warnings(loaded.warnings)
+    if options.quiet:
+        return 0
     project = plain_tree(loaded)
     if options.services_selected:
         keep = _with_dependencies(project, options.services_selected)
         project["services"] = {k: v for k, v in project["services"].items() if k in keep}
     text = _render(project, loaded, options)
-    if options.quiet:
-        return 0
     if options.output:
         with open(options.output, "w", encoding="utf-8") as handle:
             handle.write(text)

@@ -8,7 +8,7 @@ bash scripts/setup.sh
 export PATH="$here/.venv/bin:$PATH"
 
 echo "== ruff"
-ruff check composer tests bench
+ruff check composer tests bench scripts
 echo "== mypy --strict composer/"
 mypy
 echo "== pytest"

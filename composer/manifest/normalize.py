@@ -29,12 +29,6 @@ _OMIT_EMPTY = frozenset((
     "dockerfile", "target", "network", "isolation", "source", "name"))
 
 
-#: Mappings whose keys the user chooses: an ``x-`` key there is data, not an extension.
-_USER_KEYED = frozenset((
-    "environment", "labels", "annotations", "sysctls", "args", "driver_opts", "options",
-    "additional_contexts", "storage_opt", "aux_addresses", "ulimits"))
-
-
 def normalize(root: YMap, *, project_name: str, project_dir: str, env: Mapping[str, str],
               warn: Warn) -> None:
     """Fill in ``root`` (merged, paths resolved, profiles applied) in place."""
@@ -49,11 +43,6 @@ def normalize(root: YMap, *, project_name: str, project_dir: str, env: Mapping[s
             if isinstance(service, dict):
                 normalize_service(root, name, service, project_dir=project_dir, env=env,
                                   warn=warn)
-    for kind in _RESOURCES:
-        resources = root.get(kind)
-        if isinstance(resources, dict):
-            for spec in resources.values():
-                _drop_extensions(spec)
     _add_default_network(root)
     from composer.manifest.resources import check_resources
 
@@ -100,7 +89,6 @@ def normalize_service(root: YMap, name: str, svc: dict[str, Any], *, project_dir
                       env: Mapping[str, str], warn: Warn) -> None:
     """One service's defaults, files read in, and values looked up."""
     path = ("services", name)
-    _drop_extensions(svc)
     _drop_empty(svc)
     _drop_zero_values(svc)
     _check_resource_pairs(root, svc, path)
@@ -181,21 +169,6 @@ def _check_resource_pairs(root: YMap, svc: dict[str, Any], path: tuple[str, ...]
             raise ManifestError(f"can't set distinct values on '{key}' and '{other}'",
                                 loc=locate(root, (*path, key)), path=dotted((*path, key)),
                                 hint="keep one of them, or give both the same value")
-
-
-def _drop_extensions(node: Any) -> None:
-    # Compose keeps extension keys at the top level only. Mappings whose keys are the user's
-    # (labels, environment, ...) keep theirs: Compose mangles them into "#extensions", which
-    # composer does not copy.
-    if isinstance(node, dict):
-        for key in [k for k in node if isinstance(k, str) and k.startswith("x-")]:
-            del node[key]
-        for key, value in node.items():
-            if key not in _USER_KEYED and isinstance(value, dict | list):
-                _drop_extensions(value)
-    elif isinstance(node, list):
-        for value in node:
-            _drop_extensions(value)
 
 
 def _drop_empty(node: dict[str, Any]) -> None:

@@ -1,14 +1,15 @@
 """Docker Compose v2.40.3's verdict on real compose files is the reference.
 
 For every compose file of ``../shared/corpus/index.tsv``: where Compose accepted it, our
-``config --format json`` must equal its output (key order aside); where it refused it, we
-refuse too, with a located error. Remaining differences are listed below with their reason.
+``config --format json`` must be its output, text for text (key order, escapes and all), and our
+YAML ``config`` must be the YAML it printed (kept in ``expected-yaml/`` beside this file, made by
+``scripts/corpus-yaml.py``); where it refused the file, we refuse it too, with a located error.
+Remaining differences are listed below with their reason.
 """
 
 from __future__ import annotations
 
 import csv
-import json
 import os
 from pathlib import Path
 from typing import Any
@@ -16,16 +17,18 @@ from typing import Any
 import pytest
 
 from composer.errors import ManifestError
+from composer.manifest import printing
 from composer.manifest.loader import LoadOptions, load, plain_tree
 from tests.conftest import CORPUS
 
 FAKE_HOME = "/home/composer-corpus-user"
+EXPECTED_YAML = Path(__file__).parent / "expected-yaml"
 
 # path -> why composer's output differs from Compose's (each one still checked to differ).
 KNOWN_DIFFERENCES: dict[str, str] = {
     "compose/docker__compose/pkg/e2e/testdata/TestComposeModel/compose.yaml":
-        "Compose 2.40.3 leaves the top-level 'models' out of its output although a service "
-        "still refers to it; composer prints it, so the output loads again",
+        "Compose 2.40.3 leaves the top-level 'models' out of its JSON (its YAML prints "
+        "them) although a service refers to them; composer prints them",
 }
 
 # path -> why composer accepts (or refuses) what Compose refuses (or accepts).
@@ -59,9 +62,9 @@ def _load(path: str) -> dict[str, Any]:
     return plain_tree(loaded)
 
 
-def _expected(path: str) -> Any:
-    text = (CORPUS / "expected" / f"{path}.json").read_text(encoding="utf-8")
-    return json.loads(text.replace("${CORPUS}", str(CORPUS)).replace("${HOME}", FAKE_HOME))
+def _expected_text(folder: Path, name: str) -> str:
+    text = (folder / name).read_text(encoding="utf-8")
+    return text.replace("${CORPUS}", str(CORPUS)).replace("${HOME}", FAKE_HOME)
 
 
 def _params(paths: list[str], differences: dict[str, str]) -> list[Any]:
@@ -73,9 +76,16 @@ def _params(paths: list[str], differences: dict[str, str]) -> list[Any]:
 
 @pytest.mark.corpus
 @pytest.mark.parametrize("path", _params(ACCEPTED, KNOWN_DIFFERENCES))
-def test_accepted_files_normalize_like_compose(corpus: Path, path: str) -> None:
-    ours = json.loads(json.dumps(_load(path)))
-    assert ours == _expected(path)
+def test_accepted_files_print_as_compose_prints_them_in_json(corpus: Path, path: str) -> None:
+    ours = printing.to_json(_load(path))
+    assert ours == _expected_text(CORPUS / "expected", f"{path}.json").rstrip("\n")
+
+
+@pytest.mark.corpus
+@pytest.mark.parametrize("path", _params(ACCEPTED, {}))
+def test_accepted_files_print_as_compose_prints_them_in_yaml(corpus: Path, path: str) -> None:
+    ours = printing.to_yaml(_load(path))
+    assert ours == _expected_text(EXPECTED_YAML, f"{path}.yaml")
 
 
 @pytest.mark.corpus

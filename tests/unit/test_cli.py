@@ -51,7 +51,19 @@ def test_config_yaml_is_the_default_and_reads_back(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith("name: webapp\nservices:\n")
     as_json = json.loads(composer("-f", str(EXAMPLE), "config", "--format", "json").stdout)
+    # Compose's YAML leaves out what is null or empty in its types; nothing else.
+    for service in as_json["services"].values():
+        for key in ("command", "entrypoint"):
+            if service[key] is None:
+                del service[key]
+    for network in as_json["networks"].values():
+        if network.get("ipam") == {}:
+            del network["ipam"]
     assert yaml.safe_load(result.stdout) == as_json
+    # The YAML loads again to the same project.
+    (tmp_path / "compose.yaml").write_text(result.stdout)
+    again = composer("-f", str(tmp_path / "compose.yaml"), "config")
+    assert again.stdout == result.stdout
 
 
 def test_interpolation_from_the_shell_environment() -> None:

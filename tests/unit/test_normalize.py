@@ -205,9 +205,10 @@ x-top: {a: 1}
     a = data["services"]["a"]
     assert a["deploy"] == {"replicas": 2, "restart_policy": {"delay": "5s"},
                            "resources": {}, "placement": {}}
+    # Extensions stay in the tree (YAML prints them; JSON and the model leave them out).
     assert a["develop"]["watch"] == [{"path": "/proj/src", "action": "sync", "target": "/app",
-                                      "exec": {"command": None}}]
-    assert "x-custom" not in a
+                                      "x-initialSync": True, "exec": {"command": None}}]
+    assert a["x-custom"] == 1
     assert "deploy" not in data["services"]["b"]
     assert data["x-top"] == {"a": 1}
 
@@ -300,6 +301,7 @@ networks:
       options: {a: "1"}
 """)
     assert data["networks"] == {"n": {"name": "proj_n", "labels": {"x-kept": "1"},
+                                      "x-mine": 1,
                                       "ipam": {"config": [{"subnet": "10.0.0.0/24"}]}}}
 
 

@@ -59,8 +59,6 @@ def run(app: App, options: argparse.Namespace) -> int:
 
 
 def _render(project: dict[str, Any], loaded: Any, options: argparse.Namespace) -> str:
-    from composer.cli import output
-
     services: dict[str, Any] = project.get("services") or {}
     lines: list[str] | None = None
     if options.list_services:
@@ -83,8 +81,11 @@ def _render(project: dict[str, Any], loaded: Any, options: argparse.Namespace) -
         lines = [f"{k}={v}" for k, v in sorted(loaded.env.items())]
     if lines is not None:
         return "".join(f"{line}\n" for line in lines)
-    data = output.ordered(project, fmt=options.format)
-    return output.to_json(data) + "\n" if options.format == "json" else output.to_yaml(data)
+    from composer.manifest import printing
+
+    if options.format == "json":
+        return printing.to_json(project) + "\n"
+    return printing.to_yaml(project)
 
 
 def _variables(app: App, options: argparse.Namespace) -> int:

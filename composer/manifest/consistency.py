@@ -29,6 +29,7 @@ def check(root: YMap) -> None:
         _check_network_mode(root, name, service)
         _check_container_name(root, name, service)
         _check_platforms(root, name, service)
+        _check_build(root, name, service)
         _check_mounts(root, name, service)
         _check_watch(root, name, service)
     _check_cycles(root, services)
@@ -131,6 +132,14 @@ def _check_container_name(root: YMap, name: str, service: dict[str, Any]) -> Non
                      hint="remove container_name, or run a single replica")
 
 
+def _check_build(root: YMap, name: str, service: dict[str, Any]) -> None:
+    build = service.get("build")
+    if isinstance(build, dict) and build.get("dockerfile") and build.get("dockerfile_inline"):
+        raise _error(root, ("services", name, "build", "dockerfile_inline"),
+                     f'service "{name}" declares mutually exclusive dockerfile and '
+                     "dockerfile_inline", hint="keep one of them")
+
+
 def _check_platforms(root: YMap, name: str, service: dict[str, Any]) -> None:
     build = service.get("build")
     platform = service.get("platform")
@@ -191,7 +200,13 @@ def _check_port_conflicts(root: YMap, services: dict[str, Any]) -> None:
 
 
 def _check_mounts(root: YMap, name: str, service: dict[str, Any]) -> None:
+    tmpfs = {str(entry).split(":", 1)[0]: i for i, entry in enumerate(service.get("tmpfs") or ())}
     for i, mount in enumerate(service.get("volumes") or ()):
+        if isinstance(mount, dict) and mount.get("target") in tmpfs:
+            raise _error(root, ("services", name, "volumes", i),
+                         f"target {mount['target']} already mounted as "
+                         f"services.{name}.tmpfs[{tmpfs[mount['target']]}]",
+                         hint="mount one thing per container path")
         if not isinstance(mount, dict):
             continue
         if not mount.get("target"):

@@ -350,6 +350,13 @@ def _explain(root: Any, error: ValidationError) -> list[ManifestError]:
         return [problem(f"must be {bound} {expected}, got {value}", hint)]
     if word == "minLength":
         return [problem("must not be empty")]
+    if word == "uniqueItems" and isinstance(value, list):
+        seen: dict[str, int] = {}
+        for i, item in enumerate(value):
+            first = seen.setdefault(repr(item), i)
+            if first != i:
+                return [problem(f"items {first} and {i} are the same ({item!r})",
+                                "list each entry once", at=(*path, i))]
     text = error.message.replace("object", "mapping").replace("array", "sequence")
     return [problem(text)]
 

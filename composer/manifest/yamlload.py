@@ -173,6 +173,15 @@ class _Builder:
                                     + ("mapping" if isinstance(key_node, yaml.MappingNode)
                                        else "sequence"), loc=_loc(self.filename, key_node))
             key = key_node.value
+            if not key_node.style and key_node.tag != _STR:
+                kind = _CoreLoader.resolve(_CoreLoader, yaml.ScalarNode, key, (True, False))
+                if kind != _STR:
+                    word = {_INT: "an integer", _FLOAT: "a number", _BOOL: "a boolean",
+                            _NULL: "null"}.get(kind, "not a string")
+                    raise ManifestError(
+                        f"a mapping key must be a string, but {key or '(empty)'} is {word}",
+                        loc=_loc(self.filename, key_node),
+                        hint=f'quote the key: "{key}":')
             if key in out:
                 first = out.key_locs[key]
                 raise ManifestError(

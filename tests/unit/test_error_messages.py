@@ -247,6 +247,25 @@ MISTAKES = {
         "services:\n  'a b':\n    image: nginx\n",
         "compose.yaml:2:3: services: invalid service name 'a b'",
         "use letters, digits, '.', '_' and '-' only"),
+    'a number as a service name': (
+        'services:\n  1:\n    image: nginx\n',
+        'compose.yaml:2:3: a mapping key must be a string, but 1 is an integer',
+        'quote the key: "1":'),
+    'the same dependency twice': (
+        web('depends_on: [db, db]') + '  db:\n    image: postgres\n',
+        "compose.yaml:4:22: services.web.depends_on: items 0 and 1 are the same ('db')",
+        'list each entry once'),
+    'a volume over a tmpfs': (
+        web('tmpfs: [/cache]\nvolumes:\n  - ./cache:/cache'),
+        'compose.yaml:6:9: services.web.volumes[0]: target /cache already mounted as '
+        'services.web.tmpfs[0]',
+        'mount one thing per container path'),
+    'a Dockerfile named twice': (
+        'services:\n  web:\n    build:\n      context: .\n      dockerfile: Dockerfile\n'
+        '      dockerfile_inline: FROM busybox\n',
+        'compose.yaml:6:7: services.web.build.dockerfile_inline: service "web" declares '
+        'mutually exclusive dockerfile and dockerfile_inline',
+        'keep one of them'),
 }
 
 

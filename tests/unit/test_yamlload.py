@@ -118,6 +118,15 @@ def test_dotted_paths_read_as_yaml() -> None:
     assert dotted(("services", "my.app", "labels", "a b")) == 'services."my.app".labels."a b"'
 
 
-def test_non_string_keys_keep_their_text() -> None:
-    tree = one("environment:\n  1: a\n  true: b\n  on: c\n")
-    assert list(tree["environment"]) == ["1", "true", "on"]
+@pytest.mark.parametrize(("key", "word"), [
+    ("1", "an integer"), ("true", "a boolean"), ("1.5", "a number"), ("null", "null")])
+def test_keys_that_are_not_strings_are_refused_as_compose_does(key: str, word: str) -> None:
+    with pytest.raises(ManifestError) as caught:
+        one(f"environment:\n  {key}: a\n")
+    assert str(caught.value) == (f"compose.yaml:2:3: a mapping key must be a string, but {key} "
+                                 f'is {word}\n  hint: quote the key: "{key}":')
+
+
+def test_quoted_and_yaml_1_1_keys_are_strings() -> None:
+    tree = one("environment:\n  '1': a\n  on: c\n  yes: d\n")
+    assert list(tree["environment"]) == ["1", "on", "yes"]

@@ -208,7 +208,7 @@ class _Session:
         from composer.manifest.yamlload import parse_documents
 
         docs = self._parsed.pop((display, text), None) or parse_documents(text, display)
-        if not any(docs):
+        if not any(_has_content(doc) for doc in docs):
             raise ManifestError("empty compose file", loc=Loc(display, 1, 1),
                                 hint="a compose file needs at least a 'services:' mapping")
         out = []
@@ -273,6 +273,12 @@ class _Session:
         return tree
 
 
+def _has_content(doc: YMap) -> bool:
+    """Whether a document says more than Compose ignores (``version``, an empty ``include``)."""
+    return any(key != "version" and not (key == "include" and value is None)
+               for key, value in doc.items())
+
+
 def describe(path: tuple[str | int, ...]) -> str:
     """Re-exported for callers that format paths (kept here so the CLI needs one import)."""
     return dotted(path)
@@ -296,7 +302,7 @@ def _escape_dollars(value: Any) -> Any:
     if isinstance(value, str):
         return value.replace("$", "$$")
     if isinstance(value, dict):
-        return {k: _escape_dollars(v) for k, v in value.items()}
+        return {_escape_dollars(k): _escape_dollars(v) for k, v in value.items()}
     if isinstance(value, list):
         return [_escape_dollars(v) for v in value]
     return value

@@ -26,7 +26,8 @@ _VERSION_WARNING = ("the attribute `version` is obsolete, it will be ignored, pl
 _OMIT_EMPTY = frozenset((
     "image", "platform", "restart", "container_name", "hostname", "domainname", "user",
     "working_dir", "network_mode", "ipc", "pid", "pull_policy", "runtime", "stop_signal",
-    "dockerfile", "target", "network", "isolation", "source", "name"))
+    "dockerfile", "target", "network", "isolation", "source", "name", "context",
+    "dockerfile_inline"))
 
 
 def normalize(root: YMap, *, project_name: str, project_dir: str, env: Mapping[str, str],
@@ -89,6 +90,8 @@ def normalize_service(root: YMap, name: str, svc: dict[str, Any], *, project_dir
                       env: Mapping[str, str], warn: Warn) -> None:
     """One service's defaults, files read in, and values looked up."""
     path = ("services", name)
+    # Even an empty network_mode keeps Compose from adding the default network.
+    own_network_mode = "network_mode" in svc
     _drop_empty(svc)
     _drop_zero_values(svc)
     _check_resource_pairs(root, svc, path)
@@ -99,7 +102,7 @@ def normalize_service(root: YMap, name: str, svc: dict[str, Any], *, project_dir
     _labels(root, svc, path, env, warn)
     svc.setdefault("command", None)
     svc.setdefault("entrypoint", None)
-    if "network_mode" not in svc and "provider" not in svc and not svc.get("networks"):
+    if not own_network_mode and "provider" not in svc and not svc.get("networks"):
         svc["networks"] = ymap([("default", None)], like=svc)
     build = svc.get("build")
     if isinstance(build, dict):

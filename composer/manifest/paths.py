@@ -52,7 +52,8 @@ def resolve_service_paths(service: dict[str, Any], base_dir: str,
     build = service.get("build")
     if isinstance(build, dict):
         context = build.get("context")
-        if isinstance(context, str) and not is_remote(context):
+        # An empty context stays empty (Compose then prints the build without one).
+        if isinstance(context, str) and context and not is_remote(context):
             build["context"] = absolute(context, base_dir, home)
         ssh = build.get("ssh")
         if isinstance(ssh, list):

@@ -143,6 +143,16 @@ def _matches_any(patterns: frozenset[Path], path: Path) -> bool:
     return any(_matches(pattern, path) for pattern in patterns)
 
 
+def _omitted_when_empty(key: str, path: Path) -> bool:
+    """Empty lists and user-keyed mappings of Compose's types are left out, in both formats.
+
+    ``command: []`` and ``entrypoint: []`` stay (an empty command is not a missing one), and
+    so do empty settings blocks such as ``deploy: {}`` (their place has a field order)."""
+    if key.startswith("x-") or key in ("command", "entrypoint"):
+        return False
+    return _order_for(path) is None
+
+
 def _order_for(path: Path) -> tuple[str, ...] | None:
     for pattern, order in FIELD_ORDER.items():
         if _matches(pattern, path):
@@ -172,6 +182,8 @@ def _arrange(node: Any, path: Path, *, yaml: bool) -> Any:
         if yaml and order is not None and value is None:
             continue  # "omitempty" fields of Compose's types
         child = (*path, key) if order is not None or not path else (*path, "*")
+        if order is not None and value in ([], {}) and _omitted_when_empty(str(key), child):
+            continue
         arranged = _arrange(value, child, yaml=yaml)
         if yaml and arranged == {} and _matches_any(_YAML_OMIT_EMPTY, child):
             continue

@@ -44,7 +44,9 @@ def select_services(root: YMap, *, profiles: Iterable[str], requested: Iterable[
     services = root.get("services")
     if not isinstance(services, dict):
         services = YMap()
-    active = set(profiles)
+    # With no profile asked for, Compose's active set is the empty profile: a service listing
+    # "" among its profiles is on by default.
+    active = set(profiles) or {""}
     named = list(dict.fromkeys(requested))
     for name in named:
         if name not in services:

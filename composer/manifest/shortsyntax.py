@@ -293,10 +293,14 @@ def _split_volume(spec: str) -> list[str]:
 
 
 def clean_target(target: str) -> str:
-    """A container path cleaned as Compose cleans it (``/data/`` -> ``/data``)."""
-    if not target.startswith("/"):
+    """A container path cleaned as Compose cleans it (Go's ``path.Clean``).
+
+    ``/data/`` -> ``/data``, ``./rel`` -> ``rel``, ``a/../b`` -> ``b``; POSIX keeps a leading
+    ``//`` where Go does not."""
+    if not target:
         return target
-    return posixpath.normpath(target).replace("//", "/")
+    cleaned = posixpath.normpath(target)
+    return "/" + cleaned.lstrip("/") if cleaned.startswith("//") else cleaned
 
 
 def is_file_path(source: str) -> bool:

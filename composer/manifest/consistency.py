@@ -96,6 +96,15 @@ def _check_references(root: YMap, name: str, service: dict[str, Any]) -> None:
                              f'service "{name}" refers to undefined {word} {ref}',
                              hint=_did_you_mean(ref, defined) or
                              f"declare it under the top-level '{key}:'")
+    build = service.get("build")
+    secrets = root.get("secrets") or {}
+    for i, entry in enumerate((build.get("secrets") if isinstance(build, dict) else None) or ()):
+        ref = entry.get("source") if isinstance(entry, dict) else entry
+        if ref is not None and ref not in secrets:
+            raise _error(root, ("services", name, "build", "secrets", i),
+                         f'service "{name}" refers to undefined build secret {ref}',
+                         hint=_did_you_mean(str(ref), secrets) or
+                         "declare it under the top-level 'secrets:'")
     volumes = root.get("volumes") or {}
     for i, mount in enumerate(service.get("volumes") or ()):
         if isinstance(mount, dict) and mount.get("type") == "volume" and mount.get("source"):

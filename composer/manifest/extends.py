@@ -18,7 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from composer.errors import CycleError, Loc, ManifestError
+from composer.errors import CycleError, Loc, ManifestError, ManifestWarning
 from composer.manifest.merge import clone, merge
 from composer.manifest.tree import YMap, dotted
 
@@ -33,6 +33,24 @@ class _Where:
     path: str
     shown: str
     base_dir: str
+
+
+_EXTENDS_KEYS = ("service", "file")
+
+
+def drop_unknown_extends_keys(root: YMap, warn: Callable[[ManifestWarning], None]) -> None:
+    """Compose reads only ``service`` and ``file`` of ``extends`` and ignores the rest: so
+    does composer, saying so (a typo such as ``servce`` then fails as a missing service)."""
+    services = root.get("services")
+    for name, service in (services.items() if isinstance(services, dict) else ()):
+        extends = service.get("extends") if isinstance(service, dict) else None
+        if not isinstance(extends, YMap):
+            continue
+        for key in [k for k in extends if k not in _EXTENDS_KEYS and not str(k).startswith("x-")]:
+            warn(ManifestWarning(f"unknown key '{key}' is ignored (extends takes service and file)",
+                                 loc=extends.key_locs.get(key),
+                                 path=dotted(("services", name, "extends"))))
+            del extends[key]
 
 
 def resolve_extends(root: YMap, *, filename: str, load_file: LoadFile,

@@ -203,6 +203,7 @@ class _Session:
     def per_file(self, display: str, text: str) -> list[YMap]:
         """Phases 2 to 5 for one file: parse, interpolate, validate, canonical forms."""
         from composer.manifest.canonical import canonicalize
+        from composer.manifest.extends import drop_unknown_extends_keys
         from composer.manifest.interpolate import Interpolator
         from composer.manifest.schema import validate
         from composer.manifest.yamlload import parse_documents
@@ -216,6 +217,7 @@ class _Session:
         for doc in docs:
             if self.options.interpolate:
                 doc = interpolator.tree(doc)
+            drop_unknown_extends_keys(doc, self.warn)
             validate(doc, warn=self.warn)
             canonicalize(doc, warn=self.warn)
             out.append(doc)

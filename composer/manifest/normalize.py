@@ -261,7 +261,9 @@ def _build(build: dict[str, Any], project_dir: str, env: Mapping[str, str]) -> N
 
 
 def _file_ref(ref: dict[str, Any], default_dir: str | None) -> None:
-    if default_dir is not None and "target" not in ref and isinstance(ref.get("source"), str):
+    if ref.get("target") == "":
+        del ref["target"]  # Compose then prints no target, and gives none by default
+    elif default_dir is not None and "target" not in ref and isinstance(ref.get("source"), str):
         ref["target"] = default_dir + ref["source"]
     for key in ("uid", "gid"):
         if isinstance(ref.get(key), int) and not isinstance(ref[key], bool):

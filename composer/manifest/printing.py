@@ -208,6 +208,13 @@ def to_yaml(project: dict[str, Any]) -> str:
         def increase_indent(self, flow: bool = False, indentless: bool = False) -> Any:
             return super().increase_indent(flow, False)
 
+        def check_simple_key(self) -> bool:
+            # An empty key is written "": like Compose, not as a complex "? ''" key.
+            event = self.event
+            if isinstance(event, yaml.ScalarEvent) and event.value == "":
+                return True
+            return bool(super().check_simple_key())
+
     Dumper.yaml_implicit_resolvers = {}
     for tag, pattern, first in _GO_RESOLVERS:
         Dumper.add_implicit_resolver(tag, pattern, list(first))

@@ -266,6 +266,11 @@ MISTAKES = {
         'compose.yaml:6:7: services.web.build.dockerfile_inline: service "web" declares '
         'mutually exclusive dockerfile and dockerfile_inline',
         'keep one of them'),
+    'an undefined build secret': (
+        'services:\n  web:\n    build:\n      context: .\n      secrets: [token]\n',
+        'compose.yaml:5:17: services.web.build.secrets[0]: service "web" refers to undefined '
+        'build secret token',
+        "declare it under the top-level 'secrets:'"),
 }
 
 
@@ -282,3 +287,14 @@ def test_each_mistake_gets_its_golden_message(tmp_path: Path, mistake: str) -> N
 
 def test_there_are_at_least_thirty_kinds_of_mistakes() -> None:
     assert len(MISTAKES) >= 30
+
+
+def test_unknown_keys_of_extends_are_ignored_with_a_warning(tmp_path: Path) -> None:
+    (tmp_path / "compose.yaml").write_text(
+        "services:\n  base:\n    image: nginx\n  web:\n    extends:\n      service: base\n"
+        "      name: other\n", encoding="utf-8")
+    loaded = load(LoadOptions(cwd=str(tmp_path), environ={"PATH": "/bin"}))
+    assert [str(w).replace(f"{tmp_path}/", "") for w in loaded.warnings] == [
+        "compose.yaml:7:7: services.web.extends: unknown key 'name' is ignored "
+        "(extends takes service and file)"]
+    assert loaded.tree["services"]["web"]["image"] == "nginx"

@@ -9,5 +9,5 @@ import json
 from typing import Any
 
 
-def to_json(data: Any) -> str:
-    return json.dumps(data, indent=2, ensure_ascii=False)
+def to_json(data: Any, *, indent: int = 2) -> str:
+    return json.dumps(data, indent=indent, ensure_ascii=False)

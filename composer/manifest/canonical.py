@@ -37,19 +37,25 @@ _PULL_ALIASES = {"if_not_present": "missing"}
 
 
 class _Ctx:
-    """The file's root, for placing errors, and the warning sink."""
+    """The file's root, for placing errors, the warning sink, and whether the file is raw.
 
-    def __init__(self, root: YMap, warn: Warn) -> None:
+    A raw file was not interpolated (``config --no-interpolate``). Compose then rewrites only
+    the structural short forms (ports, volumes, depends_on, env_file, ...) and leaves values
+    as written: command strings, ``KEY=VALUE`` lists, extra hosts, durations and sizes.
+    """
+
+    def __init__(self, root: YMap, warn: Warn, raw: bool = False) -> None:
         self.root = root
         self.warn = warn
+        self.raw = raw
 
     def error(self, path: Path, message: str, hint: str | None = None) -> ManifestError:
         return ManifestError(message, loc=locate(self.root, path), path=dotted(path), hint=hint)
 
 
-def canonicalize(root: YMap, *, warn: Warn) -> None:
+def canonicalize(root: YMap, *, warn: Warn, raw: bool = False) -> None:
     """Rewrite every short syntax under ``root`` (one parsed compose file) in place."""
-    ctx = _Ctx(root, warn)
+    ctx = _Ctx(root, warn, raw)
     for kind in _RESOURCES:
         resources = root.get(kind)
         if isinstance(resources, dict):
@@ -90,11 +96,11 @@ def _service(ctx: _Ctx, svc: dict[str, Any], path: Path) -> None:
     if isinstance(svc.get("extends"), str):
         svc["extends"] = ymap([("service", svc["extends"])], like=svc)
     for key in ("command", "entrypoint"):
-        if isinstance(svc.get(key), str):
+        if isinstance(svc.get(key), str) and not ctx.raw:
             svc[key] = _as_seq(_split_command(ctx, svc[key], (*path, key)), svc, key)
     if "ports" in svc and isinstance(svc["ports"], list):
         svc["ports"] = _ports(ctx, svc["ports"], (*path, "ports"))
-    if isinstance(svc.get("expose"), list):
+    if isinstance(svc.get("expose"), list) and not ctx.raw:
         svc["expose"] = yseq([_scalar_text(v) for v in svc["expose"]], like=svc["expose"])
     if isinstance(svc.get("volumes"), list):
         svc["volumes"] = _volumes(ctx, svc["volumes"], (*path, "volumes"))
@@ -177,7 +183,7 @@ def _service(ctx: _Ctx, svc: dict[str, Any], path: Path) -> None:
         models = svc["models"]
         svc["models"] = ymap([(str(m), None) for m in models], like=models)
     provider = svc.get("provider")
-    if isinstance(provider, dict) and isinstance(provider.get("options"), dict):
+    if isinstance(provider, dict) and isinstance(provider.get("options"), dict) and not ctx.raw:
         # Provider options are lists of strings in Compose's model.
         options = provider["options"]
         for key, value in options.items():
@@ -210,6 +216,8 @@ def _scalar_text(value: Any) -> Any:
 def _mapping(ctx: _Ctx, node: Any, path: Path, *, empty: str | None,
              strict_keys: bool = False) -> Any:
     """A ``KEY=VALUE`` list or a mapping as a mapping of strings (``empty`` for ``KEY``)."""
+    if ctx.raw:
+        return node
     if isinstance(node, list):
         out = ymap(like=node)
         for i, item in enumerate(node):
@@ -235,6 +243,8 @@ def _mapping(ctx: _Ctx, node: Any, path: Path, *, empty: str | None,
 
 def _extra_hosts(ctx: _Ctx, node: Any, path: Path) -> Any:
     """``host:ip``, ``host=ip`` or a mapping -> ``host=ip`` strings (Compose prints them so)."""
+    if ctx.raw:
+        return node
     if isinstance(node, dict):
         items = [f"{host}={bare_ip(str(_scalar_text(ip)))}" for host, value in node.items()
                  for ip in (value if isinstance(value, list) else [value])]
@@ -295,7 +305,7 @@ _HEALTHCHECK_KINDS = ("CMD", "CMD-SHELL", "NONE")
 
 def _healthcheck(ctx: _Ctx, check: dict[str, Any], path: Path) -> None:
     test = check.get("test")
-    if isinstance(test, str):
+    if isinstance(test, str) and not ctx.raw:
         check["test"] = _as_seq(["CMD-SHELL", test], check, "test")
     elif isinstance(test, list) and not test:
         del check["test"]  # an empty test means the image's own, as Compose reads it
@@ -311,7 +321,7 @@ def _healthcheck(ctx: _Ctx, check: dict[str, Any], path: Path) -> None:
 
 
 def _hook(ctx: _Ctx, hook: dict[str, Any], path: Path) -> None:
-    if isinstance(hook.get("command"), str):
+    if isinstance(hook.get("command"), str) and not ctx.raw:
         hook["command"] = _as_seq(_split_command(ctx, hook["command"], (*path, "command")),
                                   hook, "command")
     if "environment" in hook:
@@ -409,8 +419,8 @@ def _number(ctx: _Ctx, text: str, path: Path) -> float | int:
 
 def duration(ctx: _Ctx, value: Any, path: Path) -> Any:
     """A Go duration (``90s``, ``1m30s``, a number of seconds) as Go prints it: ``1m30s``."""
-    if value is None:
-        return None
+    if value is None or ctx.raw:
+        return value
     if isinstance(value, bool):
         raise ctx.error(path, "must be a duration like 10s or 1m30s", hint="write e.g. 30s")
     if isinstance(value, (int, float)):
@@ -426,7 +436,7 @@ def duration(ctx: _Ctx, value: Any, path: Path) -> Any:
 
 def byte_size(ctx: _Ctx, value: Any, path: Path) -> Any:
     """A byte size (``64m``, ``1gb``, a number) as the decimal string Compose prints."""
-    if value is None or isinstance(value, bool):
+    if value is None or isinstance(value, bool) or ctx.raw:
         return value
     if isinstance(value, (int, float)):
         return str(int(value))
@@ -441,7 +451,9 @@ def byte_size(ctx: _Ctx, value: Any, path: Path) -> Any:
 
 # --- ports ------------------------------------------------------------------------------------
 
-def _ports(ctx: _Ctx, node: list[Any], path: Path) -> YSeq:
+def _ports(ctx: _Ctx, node: list[Any], path: Path) -> Any:
+    if ctx.raw and any(isinstance(item, str) and "$" in item for item in node):
+        return node  # Compose leaves a list with a variable in it as written
     out: list[Any] = []
     locs = []
     for i, item in enumerate(node):
@@ -470,7 +482,8 @@ def _ports(ctx: _Ctx, node: list[Any], path: Path) -> YSeq:
 def _long_port(ctx: _Ctx, port: dict[str, Any], path: Path) -> None:
     # Only the types here: the defaults (mode, protocol) come after merging, as in Compose,
     # where a long-form port without a protocol does not merge with a short "80:80".
-    if isinstance(port.get("published"), int) and not isinstance(port["published"], bool):
+    if isinstance(port.get("published"), int) and not isinstance(port["published"], bool) \
+            and not ctx.raw:
         port["published"] = str(port["published"])
     target = port.get("target")
     if isinstance(target, str):
@@ -490,12 +503,15 @@ def _no_target(ctx: _Ctx, path: Path) -> ManifestError:
 # --- volumes ----------------------------------------------------------------------------------
 
 def _volumes(ctx: _Ctx, node: list[Any], path: Path) -> YSeq:
-    out = []
+    out: list[Any] = []
     for i, item in enumerate(node):
         if isinstance(item, str):
             try:
                 entry = ymap(parse_volume(item).items())
             except ValueError as exc:
+                if ctx.raw and "$" in item:
+                    out.append(item)  # a variable may hold what is missing: keep it as written
+                    continue
                 raise ctx.error((*path, i), str(exc),
                                 hint="write SOURCE:TARGET[:MODE], e.g. ./data:/data:ro") from None
             entry.loc = node.loc_of(i) if isinstance(node, YSeq) else None

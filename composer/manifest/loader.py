@@ -62,6 +62,8 @@ class Loaded:
     profiles: tuple[str, ...]
     warnings: list[ManifestWarning] = field(default_factory=list)
     interpolated: bool = True
+    #: (name, text) of every compose file read: the project's, included and extended ones.
+    compose_files: tuple[tuple[str, str], ...] = ()
 
 
 class _Warnings:
@@ -125,14 +127,18 @@ def load(options: LoadOptions) -> Loaded:
     _phase_paths(tree, sources.project_dir, options)
     from composer.manifest.profiles import select_services
 
-    select_services(tree, profiles=sources.profiles, requested=options.services)
+    # Compose prints a raw project's every service, whatever profile it is in.
+    select_services(tree, profiles=["*"] if not options.interpolate else sources.profiles,
+                    requested=options.services)
     tree["name"] = name
     if options.normalize:
         from composer.manifest.normalize import normalize
 
         normalize(tree, project_name=name, project_dir=sources.project_dir,
-                  env=session.env, warn=warn)
-    if options.consistency:
+                  env=session.env, warn=warn, raw=not options.interpolate)
+    # A raw project (not interpolated) still holds ${VAR} where names will be: no cross
+    # reference can be checked there.
+    if options.consistency and options.interpolate:
         from composer.manifest.consistency import check
 
         check(tree)
@@ -142,7 +148,8 @@ def load(options: LoadOptions) -> Loaded:
     return Loaded(tree=tree, name=name, project_dir=sources.project_dir,
                   files=tuple(f.path for f in sources.files), env=session.env,
                   env_files=sources.env_files, profiles=sources.profiles,
-                  warnings=warn.items, interpolated=options.interpolate)
+                  warnings=warn.items, interpolated=options.interpolate,
+                  compose_files=tuple(session.read))
 
 
 def _phase_paths(tree: YMap, project_dir: str, options: LoadOptions) -> None:
@@ -156,8 +163,10 @@ class _Session:
     """Phases 2 to 7 for one project; knows how to load extended and included files."""
 
     def __init__(self, options: LoadOptions, project_dir: str, env: Mapping[str, str],
-                 warn: _Warnings) -> None:
+                 warn: _Warnings, read: list[tuple[str, str]] | None = None) -> None:
         self.options = options
+        # Every compose file parsed, included and extended ones too, shared with sub-sessions.
+        self.read: list[tuple[str, str]] = [] if read is None else read
         self.project_dir = project_dir
         self.env: Mapping[str, str] = env
         self.warn = warn
@@ -209,6 +218,8 @@ class _Session:
         from composer.manifest.yamlload import parse_documents
 
         docs = self._parsed.pop((display, text), None) or parse_documents(text, display)
+        if (display, text) not in self.read:
+            self.read.append((display, text))
         if not any(_has_content(doc) for doc in docs):
             raise ManifestError("empty compose file", loc=Loc(display, 1, 1),
                                 hint="a compose file needs at least a 'services:' mapping")
@@ -218,8 +229,9 @@ class _Session:
             if self.options.interpolate:
                 doc = interpolator.tree(doc)
             drop_unknown_extends_keys(doc, self.warn)
-            validate(doc, warn=self.warn)
-            canonicalize(doc, warn=self.warn)
+            raw = not self.options.interpolate
+            validate(doc, warn=self.warn, raw=raw)
+            canonicalize(doc, warn=self.warn, raw=raw)
             out.append(doc)
         return out
 
@@ -269,7 +281,7 @@ class _Session:
                                       cwd=project_dir)
         # The including project's environment wins over the included project's .env.
         env = {**sources.env, **self.env}
-        sub = _Session(self.options, sources.project_dir, env, self.warn)
+        sub = _Session(self.options, sources.project_dir, env, self.warn, self.read)
         tree = sub.merged([(f.display, f.text) for f in sources.files], chain=chain)
         _phase_paths(tree, sources.project_dir, self.options)
         return tree

@@ -31,7 +31,7 @@ _OMIT_EMPTY = frozenset((
 
 
 def normalize(root: YMap, *, project_name: str, project_dir: str, env: Mapping[str, str],
-              warn: Warn) -> None:
+              warn: Warn, raw: bool = False) -> None:
     """Fill in ``root`` (merged, paths resolved, profiles applied) in place."""
     if "version" in root:
         warn(ManifestWarning(_VERSION_WARNING, loc=root.loc_of("version"), path="version"))
@@ -43,12 +43,13 @@ def normalize(root: YMap, *, project_name: str, project_dir: str, env: Mapping[s
         for name, service in services.items():
             if isinstance(service, dict):
                 normalize_service(root, name, service, project_dir=project_dir, env=env,
-                                  warn=warn)
+                                  warn=warn, raw=raw)
     _add_default_network(root)
     from composer.manifest.resources import check_resources
 
     check_resources(root)
-    _drop_unused(root)
+    if not raw:  # Compose keeps every resource of a raw project, used or not
+        _drop_unused(root)
     _name_resources(root, project_name)
 
 
@@ -87,19 +88,21 @@ def _drop_zero_values(svc: dict[str, Any]) -> None:
 
 
 def normalize_service(root: YMap, name: str, svc: dict[str, Any], *, project_dir: str,
-                      env: Mapping[str, str], warn: Warn) -> None:
+                      env: Mapping[str, str], warn: Warn, raw: bool = False) -> None:
     """One service's defaults, files read in, and values looked up."""
     path = ("services", name)
     # Even an empty network_mode keeps Compose from adding the default network.
     own_network_mode = "network_mode" in svc
-    _drop_empty(svc)
-    _drop_zero_values(svc)
+    if not raw:  # Compose prints a raw project's empty and zero values as written
+        _drop_empty(svc)
+        _drop_zero_values(svc)
     _check_resource_pairs(root, svc, path)
     for volume in svc.get("volumes") or ():
         if isinstance(volume, dict):
             _drop_empty(volume)
-    _environment(root, svc, path, env, warn)
-    _labels(root, svc, path, env, warn)
+    if not raw:  # a raw project keeps its env_file and label_file: their values may interpolate
+        _environment(root, svc, path, env, warn)
+        _labels(root, svc, path, env, warn)
     svc.setdefault("command", None)
     svc.setdefault("entrypoint", None)
     if not own_network_mode and "provider" not in svc and not svc.get("networks"):
@@ -111,7 +114,7 @@ def normalize_service(root: YMap, name: str, svc: dict[str, Any], *, project_dir
     for key, default_dir in (("secrets", "/run/secrets/"), ("configs", None)):
         for ref in svc.get(key) or ():
             if isinstance(ref, dict):
-                _file_ref(ref, default_dir)
+                _file_ref(ref, default_dir, raw)
     hosts = svc.get("extra_hosts")
     if isinstance(hosts, YSeq):
         # Compose prints extra hosts sorted; each keeps its place.
@@ -150,7 +153,7 @@ def normalize_service(root: YMap, name: str, svc: dict[str, Any], *, project_dir
         if isinstance(port, dict):
             port.setdefault("mode", "ingress")
             port.setdefault("protocol", "tcp")
-    _implicit_dependencies(svc)
+    _implicit_dependencies(svc, raw)
 
 
 #: Service keys that say the same as a key under deploy.resources: both may be set only alike.
@@ -260,7 +263,7 @@ def _build(build: dict[str, Any], project_dir: str, env: Mapping[str, str]) -> N
             del build["args"]
 
 
-def _file_ref(ref: dict[str, Any], default_dir: str | None) -> None:
+def _file_ref(ref: dict[str, Any], default_dir: str | None, raw: bool = False) -> None:
     if ref.get("target") == "":
         del ref["target"]  # Compose then prints no target, and gives none by default
     elif default_dir is not None and "target" not in ref and isinstance(ref.get("source"), str):
@@ -269,6 +272,8 @@ def _file_ref(ref: dict[str, Any], default_dir: str | None) -> None:
         if isinstance(ref.get(key), int) and not isinstance(ref[key], bool):
             ref[key] = str(ref[key])
     mode = ref.get("mode")
+    if raw:
+        return  # printed as written
     if isinstance(mode, str) and re.fullmatch(r"(?:0o)?[0-7]+", mode):
         ref["mode"] = f"0{int(mode.removeprefix('0o'), 8):o}"
     elif isinstance(mode, int) and not isinstance(mode, bool):
@@ -289,8 +294,9 @@ def _dependency_names(svc: dict[str, Any]) -> Iterator[tuple[str, bool]]:
             yield source.split(":", 1)[0], False
 
 
-def _implicit_dependencies(svc: dict[str, Any]) -> None:
-    # Sharing a namespace or volumes with a service, or linking to it, depends on it.
+def _implicit_dependencies(svc: dict[str, Any], raw: bool = False) -> None:
+    # Sharing a namespace or volumes with a service, or linking to it, depends on it. (A
+    # raw project prints "restart: false" too: Compose prints its untyped form then.)
     names = [(n, r) for n, r in _dependency_names(svc) if n]
     if not names:
         return
@@ -299,8 +305,9 @@ def _implicit_dependencies(svc: dict[str, Any]) -> None:
         deps = svc["depends_on"] = ymap(like=svc)
     for name, restart in names:
         if name not in deps:
-            deps[name] = ymap([("condition", "service_started"), ("restart", True),
-                               ("required", True)][:: 1 if restart else 2], like=deps)
+            entries: list[tuple[str, Any]] = [("condition", "service_started"),
+                                              ("restart", restart), ("required", True)]
+            deps[name] = ymap([e for e in entries if e[1] is not False or raw], like=deps)
 
 
 # --- resources ---------------------------------------------------------------------------------

@@ -160,46 +160,51 @@ def _order_for(path: Path) -> tuple[str, ...] | None:
     return None
 
 
-def _arrange(node: Any, path: Path, *, yaml: bool) -> Any:
-    """A copy of ``node`` in Compose's order, with what the format leaves out left out."""
+def _arrange(node: Any, path: Path, *, yaml: bool, raw: bool = False) -> Any:
+    """A copy of ``node`` in Compose's order, with what the format leaves out left out.
+
+    ``raw``: a project that was not interpolated. Compose then prints its untyped form in
+    both formats: every mapping sorted, what the types would leave out left out, extensions
+    kept."""
     if isinstance(node, list):
-        return [_arrange(v, (*path, "*"), yaml=yaml) for v in node]
+        return [_arrange(v, (*path, "*"), yaml=yaml, raw=raw) for v in node]
     if not isinstance(node, dict):
         return node
     order = _order_for(path) if path else None
-    if order is None:
+    if order is None or raw:
         keys = sorted(node, key=str)
-        if not path and yaml:
+        if not path and yaml and not raw:
             keys = [k for k in _YAML_TOP if k in node] + [k for k in keys if k not in _YAML_TOP]
     else:
         rank = {key: i for i, key in enumerate(order)}
         keys = sorted(node, key=lambda k: (k not in rank, rank.get(k, 0), str(k)))
+    untyped = yaml or raw
     out: dict[Any, Any] = {}
     for key in keys:
         value = node[key]
-        if order is not None and isinstance(key, str) and key.startswith("x-") and not yaml:
+        if order is not None and isinstance(key, str) and key.startswith("x-") and not untyped:
             continue  # JSON has no place for extensions inside Compose's types
-        if yaml and order is not None and value is None:
+        if untyped and order is not None and value is None:
             continue  # "omitempty" fields of Compose's types
         child = (*path, key) if order is not None or not path else (*path, "*")
         if order is not None and value in ([], {}) and _omitted_when_empty(str(key), child):
             continue
-        arranged = _arrange(value, child, yaml=yaml)
-        if yaml and arranged == {} and _matches_any(_YAML_OMIT_EMPTY, child):
+        arranged = _arrange(value, child, yaml=yaml, raw=raw)
+        if untyped and arranged == {} and _matches_any(_YAML_OMIT_EMPTY, child):
             continue
         out[key] = arranged
-    if not yaml and len(path) == 5 and path[0] == "services" and path[2] == "blkio_config":
+    if not untyped and len(path) == 5 and path[0] == "services" and path[2] == "blkio_config":
         out = {_BLKIO_JSON.get(k, k): v for k, v in out.items()}
     return out
 
 
-def to_json(project: dict[str, Any]) -> str:
+def to_json(project: dict[str, Any], *, raw: bool = False) -> str:
     """``docker compose config --format json``: two-space indent, Go's HTML-safe escapes."""
-    text = json.dumps(_arrange(project, (), yaml=False), indent=2, ensure_ascii=False)
+    text = json.dumps(_arrange(project, (), yaml=False, raw=raw), indent=2, ensure_ascii=False)
     return text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
 
 
-def to_yaml(project: dict[str, Any]) -> str:
+def to_yaml(project: dict[str, Any], *, raw: bool = False) -> str:
     """``docker compose config``: the YAML form."""
     import yaml
 
@@ -237,7 +242,7 @@ def to_yaml(project: dict[str, Any]) -> str:
     Dumper.add_representer(str, represent_str)
     Dumper.add_representer(float, represent_float)
     Dumper.add_representer(type(None), represent_none)
-    text: str = yaml.dump(_arrange(project, (), yaml=True), Dumper=Dumper, sort_keys=False,
+    text: str = yaml.dump(_arrange(project, (), yaml=True, raw=raw), Dumper=Dumper, sort_keys=False,
                           default_flow_style=False, allow_unicode=True, width=1 << 16)
     return text
 

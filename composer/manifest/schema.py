@@ -90,25 +90,31 @@ def _validator() -> Validator:
     return Draft202012Validator(_inlined())
 
 
-def validate(root: YMap, *, warn: Warn) -> None:
+def validate(root: YMap, *, warn: Warn, raw: bool = False) -> None:
     """Coerce strings to the booleans and numbers the schema asks for, then check ``root``.
 
+    ``raw``: the file was not interpolated (``config --no-interpolate``), so a string holding
+    a variable may stand where the schema wants something else; only those are let through.
     Raises the first problem in file order as a :class:`ManifestError`.
     """
     plan = _root_plan()
     if plan.live:
-        _coerce(root, root, plan, (), warn)
+        _coerce(root, root, plan, (), warn, raw)
     if _validator().is_valid(root):
         return
-    found = problems(root)
+    found = problems(root, raw=raw)
+    if raw and not found:
+        return
     raise found[0] if found else ManifestError("does not match the compose file schema",
                                                 loc=getattr(root, "loc", None))
 
 
-def problems(root: Any) -> list[ManifestError]:
+def problems(root: Any, *, raw: bool = False) -> list[ManifestError]:
     """Every schema problem of ``root``, one error each, in file order (no coercion here)."""
     out: list[ManifestError] = []
     for error in _validator().iter_errors(root):
+        if raw and isinstance(error.instance, str) and "$" in error.instance:
+            continue
         out.extend(_explain(root, _most_specific(error)))
     out.sort(key=lambda e: (e.loc.line, e.loc.column) if e.loc else (0, 0))
     return out
@@ -196,7 +202,8 @@ def _plan_for(ids: tuple[int, ...]) -> _Plan:
     return plan
 
 
-def _coerce(root: YMap, node: Any, plan: _Plan, path: Path, warn: Warn) -> None:
+def _coerce(root: YMap, node: Any, plan: _Plan, path: Path, warn: Warn,
+            raw: bool = False) -> None:
     entries: Iterable[tuple[Any, Any, _Plan | None]]
     if isinstance(node, dict):
         entries = ((k, v, plan.child(k)) for k, v in node.items() if isinstance(k, str))
@@ -208,10 +215,10 @@ def _coerce(root: YMap, node: Any, plan: _Plan, path: Path, warn: Warn) -> None:
         if sub is None or not sub.live:
             continue
         if isinstance(value, str):
-            if sub.target is not None:
+            if sub.target is not None and not (raw and "$" in value):
                 node[key] = _convert(value, sub.target, root, (*path, key), warn)
         elif isinstance(value, (dict, list)):
-            _coerce(root, value, sub, (*path, key), warn)
+            _coerce(root, value, sub, (*path, key), warn, raw)
 
 
 def _convert(text: str, target: str, root: YMap, path: Path, warn: Warn) -> bool | int | float:

@@ -278,8 +278,13 @@ def _split_volume(spec: str) -> list[str]:
     """
     parts: list[str] = []
     buf = ""
-    for ch in spec:
-        if ch == ":" and not (len(buf) == 1 and buf.isalpha()):
+    depth = 0  # inside ${...} (a file read without interpolation), a colon does not split
+    for i, ch in enumerate(spec):
+        if ch == "{" and spec[i - 1:i] == "$":
+            depth += 1
+        elif ch == "}" and depth:
+            depth -= 1
+        if ch == ":" and not depth and not (len(buf) == 1 and buf.isalpha()):
             parts.append(buf)
             buf = ""
         else:

@@ -76,7 +76,8 @@ def test_interpolation_from_the_shell_environment() -> None:
 @pytest.mark.parametrize(("flag", "lines"), [
     ("--services", ["store", "api", "web"]),
     ("--volumes", ["store-data"]),
-    ("--images", ["localhost/busybox:latest", "webapp-api"]),
+    # One image per service, by service name (api, store, web), as Compose lists them.
+    ("--images", ["webapp-api", "localhost/busybox:latest", "localhost/busybox:latest"]),
 ])
 def test_config_listings(flag: str, lines: list[str]) -> None:
     result = composer("-f", str(EXAMPLE), "config", flag)
@@ -95,6 +96,28 @@ def test_config_variables() -> None:
     rows = [line.split() for line in result.stdout.splitlines()]
     assert rows[0] == ["NAME", "REQUIRED", "DEFAULT", "VALUE", "ALTERNATE", "VALUE"]
     assert ["WEB_PORT", "false", "8080"] in rows
+
+
+def test_config_variables_of_extended_and_included_files_as_compose_lays_them_out(
+        tmp_path: Path) -> None:
+    (tmp_path / "base.yaml").write_text("services:\n  base:\n    image: ${BASE_IMAGE:-x}\n")
+    (tmp_path / "inc.yaml").write_text("services:\n  inc:\n    image: i\n"
+                                       "    user: ${A_VERY_LONG_VARIABLE_NAME?needed}\n")
+    (tmp_path / "compose.yaml").write_text(
+        "include: [inc.yaml]\nservices:\n  web:\n    extends: {file: base.yaml, service: base}"
+        "\n    command: ${CMD:+run}\n")
+    result = composer("config", "--variables", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines() == [
+        "NAME                        REQUIRED            DEFAULT VALUE       ALTERNATE VALUE",
+        "A_VERY_LONG_VARIABLE_NAME   true                                    ",
+        "BASE_IMAGE                  false               x                   ",
+        "CMD                         false                                   run",
+    ]
+    listed = json.loads(composer("config", "--variables", "--format", "json",
+                                 cwd=tmp_path).stdout)
+    assert listed["CMD"] == {"Name": "CMD", "DefaultValue": "", "PresenceValue": "run",
+                             "Required": False}
 
 
 def test_quiet_prints_nothing_and_output_file(tmp_path: Path) -> None:

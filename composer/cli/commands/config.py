@@ -68,8 +68,9 @@ def _render(project: dict[str, Any], loaded: Any, options: argparse.Namespace) -
     elif options.list_networks:
         lines = list(project.get("networks") or {})
     elif options.list_images:
-        lines = sorted({spec.get("image") or f"{project['name']}-{name}"
-                        for name, spec in services.items()})
+        # One line per service, by service name, as Compose prints them (duplicates too).
+        lines = [services[name].get("image") or f"{project['name']}-{name}"
+                 for name in sorted(services)]
     elif options.list_profiles:
         from composer.manifest.profiles import list_profiles
         from composer.manifest.yamlload import parse_documents
@@ -83,35 +84,45 @@ def _render(project: dict[str, Any], loaded: Any, options: argparse.Namespace) -
         return "".join(f"{line}\n" for line in lines)
     from composer.manifest import printing
 
+    raw = options.no_interpolate
     if options.format == "json":
-        return printing.to_json(project) + "\n"
-    return printing.to_yaml(project)
+        return printing.to_json(project, raw=raw) + "\n"
+    return printing.to_yaml(project, raw=raw)
 
 
 def _variables(app: App, options: argparse.Namespace) -> int:
+    """The variables every compose file of the project uses (included and extended ones too),
+    by name: Compose prints them in no fixed order."""
     from composer.cli import output
     from composer.manifest.interpolate import list_variables
-    from composer.manifest.source import discover
+    from composer.manifest.loader import LoadOptions, load
     from composer.manifest.yamlload import parse_documents
 
-    sources = discover(files=options.files, project_dir=options.project_dir,
-                       project_name=options.project_name, env_files=options.env_files)
+    # Without interpolation, so that a ${VAR:?} left unset is listed rather than fatal.
+    loaded = load(LoadOptions(
+        files=options.files, project_dir=options.project_dir,
+        project_name=options.project_name, env_files=options.env_files,
+        profiles=options.profiles, interpolate=False, consistency=False))
     found: dict[str, Any] = {}
-    for f in sources.files:
-        for doc in parse_documents(f.text, f.display):
+    for display, text in loaded.compose_files:
+        for doc in parse_documents(text, display):
             for var in list_variables(doc):
                 found.setdefault(var.name, var)
+    variables = [found[name] for name in sorted(found)]
     if options.format == "json":
-        app.print(output.to_json({name: {
+        app.print(output.to_json({v.name: {
             "Name": v.name, "DefaultValue": v.default or "",
             "PresenceValue": v.alternate or "", "Required": v.required}
-            for name, v in sorted(found.items())}))
+            for v in variables}, indent=4))
         return 0
-    row = "{:<20}{:<20}{:<20}{}"
-    app.print(row.format("NAME", "REQUIRED", "DEFAULT VALUE", "ALTERNATE VALUE").rstrip())
-    for v in found.values():
-        app.print(row.format(v.name, str(v.required).lower(), v.default or "",
-                             v.alternate or "").rstrip())
+    rows = [("NAME", "REQUIRED", "DEFAULT VALUE", "ALTERNATE VALUE")]
+    rows += [(v.name, str(v.required).lower(), v.default or "", v.alternate or "")
+             for v in variables]
+    # Columns as Compose's tab writer lays them out: at least 20 wide, 3 spaces of padding.
+    widths = [max(20, *(len(r[i]) + 3 for r in rows)) for i in range(3)]
+    for r in rows:
+        cells = zip(r[:3], widths, strict=True)
+        app.print("".join(cell.ljust(width) for cell, width in cells) + r[3])
     return 0
 
 

@@ -25,6 +25,7 @@ from composer.manifest.shortsyntax import (
     parse_port,
     parse_volume,
     shell_split,
+    volume_notes,
 )
 from composer.manifest.tree import Path, YMap, YSeq, dotted, locate, ymap, yseq
 
@@ -506,6 +507,9 @@ def _volumes(ctx: _Ctx, node: list[Any], path: Path) -> YSeq:
     out: list[Any] = []
     for i, item in enumerate(node):
         if isinstance(item, str):
+            for note in volume_notes(item):
+                ctx.warn(ManifestWarning(note, loc=locate(ctx.root, (*path, i)),
+                                         path=dotted((*path, i))))
             try:
                 entry = ymap(parse_volume(item).items())
             except ValueError as exc:

@@ -297,6 +297,30 @@ def _split_volume(spec: str) -> list[str]:
     return parts
 
 
+_KNOWN_OPTIONS = frozenset(("ro", "rw", "nocopy", "z", "Z", *_BIND_PROPAGATION))
+_CONSISTENCY = frozenset(("cached", "delegated", "consistent", "default"))
+
+
+def volume_notes(spec: str) -> list[str]:
+    """What a user should hear about a short volume string that Compose reads quietly."""
+    notes: list[str] = []
+    try:
+        parts = _split_volume(spec) if len(spec) > 2 else [spec]
+    except ValueError:
+        return notes
+    if len(parts) > 1 and len(parts[0]) > 2 and parts[0][1] == ":" and parts[0][0].isalpha():
+        notes.append(f"'{parts[0]}' is read as a Windows path on drive {parts[0][:2]}, as "
+                     "Compose reads it: to mount a volume with a one-letter name, use the "
+                     "long syntax (type: volume, source: ..., target: ...)")
+    for option in (parts[2].split(",") if len(parts) == 3 else []):
+        if option in _CONSISTENCY:
+            notes.append(f"option '{option}' is ignored: it only matters on Docker Desktop")
+        elif option and option not in _KNOWN_OPTIONS:
+            notes.append(f"unknown option '{option}' is ignored (known: ro, rw, nocopy, z, Z, "
+                         "and the propagation modes)")
+    return notes
+
+
 def clean_target(target: str) -> str:
     """A container path cleaned as Compose cleans it (Go's ``path.Clean``).
 
@@ -344,7 +368,8 @@ def parse_volume(spec: str) -> dict[str, Any]:
             bind_opts["selinux"] = option
         elif option in _BIND_PROPAGATION:
             bind_opts["propagation"] = option
-        # Anything else (consistency flags, typos) Compose ignores without a word.
+        # Anything else (consistency flags, typos) Compose ignores without a word;
+        # volume_notes() says so.
     # Compose fills both sub-mappings from the options, whatever the type.
     if bind:
         bind_opts["create_host_path"] = True

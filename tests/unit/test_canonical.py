@@ -385,3 +385,27 @@ def test_environment_key_with_trailing_space() -> None:
     assert error.message == "environment variable B  is declared with a trailing space"
     # Labels and mappings keep such keys as written, as Compose does.
     assert canonical({"labels": ["a =b"], "environment": {"B ": "x"}})["labels"] == {"a ": "b"}
+
+
+@pytest.mark.parametrize(("short", "note"), [
+    ("./a:/a:cached", "option 'cached' is ignored: it only matters on Docker Desktop"),
+    ("./a:/a:rox", "unknown option 'rox' is ignored (known: ro, rw, nocopy, z, Z, and the "
+                   "propagation modes)"),
+    ("v:/v:nocopy", "'v:/v' is read as a Windows path on drive v:, as Compose reads it: to "
+                    "mount a volume with a one-letter name, use the long syntax (type: volume, "
+                    "source: ..., target: ...)"),
+])
+def test_what_compose_reads_quietly_in_a_short_volume_is_said(short: str, note: str) -> None:
+    text = json.dumps({"services": {"a": {"image": "x", "volumes": [short]}}})
+    root = parse_documents(text, "compose.yaml")[0]
+    warnings: list[ManifestWarning] = []
+    canonicalize(root, warn=warnings.append)
+    assert [w.message for w in warnings] == [note]
+    assert warnings[0].path == "services.a.volumes[0]"
+
+
+def test_a_plain_short_volume_says_nothing() -> None:
+    text = json.dumps({"services": {"a": {"image": "x", "volumes": ["data:/data:ro,z"]}}})
+    warnings: list[ManifestWarning] = []
+    canonicalize(parse_documents(text, "compose.yaml")[0], warn=warnings.append)
+    assert warnings == []

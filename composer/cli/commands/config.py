@@ -64,9 +64,9 @@ def _render(project: dict[str, Any], loaded: Any, options: argparse.Namespace) -
     if options.list_services:
         lines = _dependency_order(services)
     elif options.list_volumes:
-        lines = list(project.get("volumes") or {})
+        lines = sorted(project.get("volumes") or {})
     elif options.list_networks:
-        lines = list(project.get("networks") or {})
+        lines = sorted(project.get("networks") or {})
     elif options.list_images:
         # One line per service, by service name, as Compose prints them (duplicates too).
         lines = [services[name].get("image") or f"{project['name']}-{name}"

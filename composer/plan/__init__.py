@@ -1,0 +1,1 @@
+"""Planning: what must change on the host for the project to be as its manifest says."""

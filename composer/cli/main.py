@@ -13,7 +13,7 @@ from collections.abc import Sequence
 PLANNED = {
     "attach", "build", "commit", "cp", "create", "down", "events", "exec", "export", "images",
     "kill", "logs", "ls", "pause", "port", "ps", "publish", "pull", "push", "restart", "rm",
-    "run", "scale", "start", "stats", "stop", "top", "unpause", "up", "volumes", "wait",
+    "run", "scale", "start", "stats", "stop", "top", "unpause", "volumes", "wait",
     "watch",
 }
 

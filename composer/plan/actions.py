@@ -74,9 +74,13 @@ class Change:
     params: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
 
     def line(self) -> str:
-        """The change as one line of the plan's text form."""
+        """The change as one line of the plan's text form: ``12 start service web #1: ...``,
+        ``1 ensure network front: missing`` (the kind is said once)."""
         after = f"  (after {', '.join(str(i) for i in self.requires)})" if self.requires else ""
-        return f"{self.id:>3} {self.action.value} {self.address}: {self.reason}{after}"
+        target = str(self.address)
+        if self.action.value.endswith(f" {self.address.kind.value}"):
+            target = target.removeprefix(f"{self.address.kind.value} ")
+        return f"{self.id:>3} {self.action.value} {target}: {self.reason}{after}"
 
 
 @dataclass(frozen=True)
@@ -85,6 +89,8 @@ class Plan:
 
     project: str
     changes: tuple[Change, ...] = ()
+    #: What the user should know but that is not a change (orphans kept, a volume kept).
+    warnings: tuple[str, ...] = ()
 
     def __bool__(self) -> bool:
         return bool(self.changes)

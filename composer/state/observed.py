@@ -7,7 +7,9 @@ labels, networks and volumes and theirs) by the engine; tests build it by hand.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 #: Container states, as OCI runtimes and Docker name them.
 RUNNING, CREATED, EXITED, PAUSED = "running", "created", "exited", "paused"
@@ -30,6 +32,9 @@ class ObservedContainer:
     oneoff: bool = False
     networks: tuple[str, ...] = ()  # network keys it is attached to
     volumes: tuple[str, ...] = ()  # named volume keys it mounts
+    #: The hashed configuration it was created from (kept in the store): for the plan's
+    #: field-level reasons. None when unknown (then the reason names the hashes).
+    config: Mapping[str, Any] | None = None
 
 
 @dataclass(frozen=True)

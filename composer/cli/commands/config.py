@@ -21,7 +21,8 @@ def register(commands: Any) -> None:
         # dest "list_*": "--profiles" would otherwise overwrite the global "--profile" list.
         listing.add_argument(flag, dest=f"list_{flag[2:]}", action="store_true",
                              help=f"print the {what}")
-    listing.add_argument("--hash", metavar="SERVICES", help="(comes with the planner)")
+    listing.add_argument("--hash", metavar="SERVICES",
+                         help="print the config hash of SERVICES (comma-separated, or '*')")
     p.add_argument("--no-interpolate", action="store_true", help="keep ${VAR} as written")
     p.add_argument("--no-consistency", action="store_true",
                    help="skip the cross-reference checks")
@@ -33,8 +34,6 @@ def register(commands: Any) -> None:
 def run(app: App, options: argparse.Namespace) -> int:
     from composer.manifest.loader import LoadOptions, load, plain_tree
 
-    if options.hash:
-        app.abort("'config --hash' comes with the planner; it is not implemented yet")
     if options.list_variables:
         return _variables(app, options)
     loaded = load(LoadOptions(
@@ -45,6 +44,8 @@ def run(app: App, options: argparse.Namespace) -> int:
     app.warnings(loaded.warnings)
     if options.quiet:
         return 0
+    if options.hash:
+        return _hashes(app, loaded, options.hash)
     project = plain_tree(loaded)
     if options.services_selected:
         keep = _with_dependencies(project, options.services_selected)
@@ -88,6 +89,22 @@ def _render(project: dict[str, Any], loaded: Any, options: argparse.Namespace) -
     if options.format == "json":
         return printing.to_json(project, raw=raw) + "\n"
     return printing.to_yaml(project, raw=raw)
+
+
+def _hashes(app: App, loaded: Any, requested: str) -> int:
+    """``<service> <hash>`` per service, by name, as ``docker compose config --hash`` prints."""
+    from composer.manifest.model import build_project
+    from composer.state.labels import service_hash
+
+    project = build_project(loaded)
+    names = sorted(project.services) if requested.strip() == "*" else \
+        sorted({name.strip() for name in requested.split(",") if name.strip()})
+    for name in names:
+        if name not in project.services:
+            app.abort(f"no such service: {name}")
+    for name in names:
+        app.print(f"{name} {service_hash(project.services[name])}")
+    return 0
 
 
 def _variables(app: App, options: argparse.Namespace) -> int:

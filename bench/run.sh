@@ -28,3 +28,6 @@ else
     python3 bench/timeit_cmd.py 10 $command
   done
 fi
+
+echo "== planner"
+"$here/.venv/bin/python" bench/plan_bench.py

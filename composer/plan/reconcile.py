@@ -83,6 +83,11 @@ class _Planner:
         targeted = options.services or graph.services
         self.targeted = set(targeted)
         self.selected = graph.with_dependencies(targeted, no_deps=options.no_deps)
+        self.chosen = frozenset(self.selected)  # for membership tests: selected is a tuple
+        self.containers: dict[str, list[ObservedContainer]] = {}
+        for container in sorted(observed.containers, key=lambda c: (c.number, c.id)):
+            if not container.oneoff:
+                self.containers.setdefault(container.service, []).append(container)
         self.network_ids: dict[str, int] = {}
         self.volume_ids: dict[str, int] = {}
         self.image_ids: dict[str, int] = {}
@@ -221,7 +226,7 @@ class _Planner:
 
         name = service.name
         wanted = self.options.scale.get(name, service.replicas)
-        everything = self.observed.of_service(name)
+        everything = self.containers.get(name, [])
         have = [c for c in everything if c.id not in self.removed]
         config_hash = service_hash(service)
         kept = [c for c in have if c.number <= wanted]
@@ -253,7 +258,7 @@ class _Planner:
         """What must be done before one of the service's containers starts."""
         needs: list[int] = []
         for edge in self.graph.edges_of(service.name):
-            if edge.dependency not in self.selected:
+            if edge.dependency not in self.chosen:
                 continue
             if edge.condition == "service_started":
                 needs += self.started.get(edge.dependency, [])
@@ -316,10 +321,8 @@ class _Planner:
 
     def _completed_one_shot(self, service: Service, current: ObservedContainer) -> bool:
         """An up-to-date container that exited 0 and is awaited as completed stays as it is."""
-        awaited = any(edge.dependency == service.name and
-                      edge.condition == "service_completed_successfully"
-                      for other in self.graph.dependents(service.name)
-                      for edge in self.graph.edges_of(other))
+        awaited = any(edge.condition == "service_completed_successfully"
+                      for edge in self.graph.dependent_edges(service.name))
         return awaited and current.state == EXITED and current.exit_code == 0
 
     def _restart_with_dependency(self, service: Service) -> str | None:
@@ -392,9 +395,8 @@ class _Planner:
 
     def _wait(self, service: Service, number: int, start: int) -> int | None:
         """A wait action when a dependent's condition needs more than a start."""
-        conditions = {edge.condition for other in self.graph.dependents(service.name)
-                      if other in self.selected
-                      for edge in self.graph.edges_of(other) if edge.dependency == service.name}
+        conditions = {edge.condition for edge in self.graph.dependent_edges(service.name)
+                      if edge.service in self.chosen}
         name = container_name(self.project, service, number)
         address = Address(Kind.SERVICE, service.name, number)
         if "service_completed_successfully" in conditions:

@@ -15,6 +15,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from composer.manifest.model import Project
 from composer.plan.down import DownOptions, plan_down
@@ -517,6 +519,17 @@ def test_the_order_observed_state_arrives_in_does_not_change_the_plan(
     for seed in range(5):
         shuffled = _shuffled(observed, random.Random(seed))
         assert to_text(plan_of((desired, shuffled, options))) == expected
+
+
+@settings(max_examples=80, deadline=None)
+@given(st.sampled_from(sorted(CASES)), st.randoms(use_true_random=False))
+def test_shuffled_observed_state_never_changes_a_plan(name: str, rnd: random.Random) -> None:
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        desired, observed, options = CASES[name](Path(tmp))
+        expected = to_text(plan_of((desired, observed, options)))
+        assert to_text(plan_of((desired, _shuffled(observed, rnd), options))) == expected
 
 
 def test_every_requirement_comes_earlier_and_exists(tmp_path: Path) -> None:

@@ -1,0 +1,1 @@
+"""The image store, registries and archives: content-addressed blobs, layers, references."""

@@ -23,7 +23,6 @@ from typing import Any
 import pytest
 import zstandard
 
-from composer.runtime.images import layers
 from composer.runtime.images.layers import (
     HostileLayer,
     LayerError,
@@ -226,6 +225,17 @@ def test_files_modes_owners_and_digests(tmp_path: Path, compression: str) -> Non
     assert [p.name for p in tmp_path.iterdir()] == ["layer"]  # no temporary left beside it
 
 
+def test_digests_cover_bytes_after_the_end_of_archive(tmp_path: Path) -> None:
+    # GNU tar pads to its blocking factor; tarfile stops reading at the end-of-archive
+    # blocks, but the diff id (and the blob digest) are over every byte of the stream.
+    raw = tar(reg("f", b"x")) + bytes(5 * tarfile.RECORDSIZE)
+    blob = gzip.compress(raw)
+    result = unpack(io.BytesIO(blob), tmp_path / "layer")
+    assert result.diff_id == "sha256:" + hashlib.sha256(raw).hexdigest()
+    assert result.compressed_digest == "sha256:" + hashlib.sha256(blob).hexdigest()
+    assert result.size == len(raw)
+
+
 def test_pax_nanosecond_times_and_xattrs(tmp_path: Path) -> None:
     binary = b"\x00\x01\xff\xfe"
     raw = tar(
@@ -277,7 +287,7 @@ def test_security_xattrs_are_skipped_only_when_refused(
             raise OSError(errno.EOPNOTSUPP, "Operation not supported")
         real(path, key, value, *args, **kw)
 
-    monkeypatch.setattr(layers.os, "setxattr", refusing)
+    monkeypatch.setattr(os, "setxattr", refusing)
     label = {"SCHILY.xattr.security.selinux": "system_u:object_r:bin_t:s0"}
     unpack(io.BytesIO(tar(reg("f", b"x", pax_headers=label))), tmp_path / "ok")
     assert (tmp_path / "ok/f").read_bytes() == b"x"

@@ -25,7 +25,6 @@ with ``lstat`` inside the root, and a symlink there is refused, so nothing is ev
 *through* a link; the last component is created with ``O_CREAT|O_EXCL|O_NOFOLLOW`` (or
 mkdir/mknod/symlink/link, which never follow) after whatever an earlier entry left there is
 unlinked, not followed. A hard link must name a non-directory that this layer wrote.
-
 Unpacking needs root (chown, mknod, trusted.* xattrs), like any real layer unpacker.
 """
 
@@ -166,12 +165,9 @@ def detect_compression(head: bytes) -> Literal["gzip", "zstd", "none"]:
 
 
 def whiteout_name(path: str) -> tuple[Literal["whiteout", "opaque"], str] | None:
-    """Classify a normalised layer path (``a/b``, no leading "/", no "..").
-
-    ``("opaque", dir)`` for ``dir/.wh..wh..opq``; ``("whiteout", dir/name)`` for
-    ``dir/.wh.name``; None for an ordinary entry. A whiteout of "", "." or ".." names no
-    sibling (it would hide the directory itself or its parent) and is refused.
-    """
+    """Classify a normalised path: ``("opaque", dir)`` for ``dir/.wh..wh..opq``,
+    ``("whiteout", "dir/name")`` for ``dir/.wh.name``, None for an ordinary entry. A whiteout
+    of "", "." or ".." hides no sibling but the directory itself or its parent: refused."""
     parent, _, base = path.rpartition("/")
     if base == OPAQUE_MARKER:
         return ("opaque", parent)
@@ -274,12 +270,9 @@ class _Unpacker:
             # inode already carries its metadata; re-chowning it would clear setuid bits and
             # file capabilities, so the link header's copy of that metadata is not applied.
             os.link(source, path, follow_symlinks=False)
-        elif m.ischr() or m.isblk():
-            kind = stat.S_IFCHR if m.ischr() else stat.S_IFBLK
+        elif m.ischr() or m.isblk() or m.isfifo():
+            kind = stat.S_IFCHR if m.ischr() else stat.S_IFBLK if m.isblk() else stat.S_IFIFO
             os.mknod(path, kind | 0o600, os.makedev(m.devmajor, m.devminor))
-            self._meta(path, m, mode=True)
-        elif m.isfifo():
-            os.mkfifo(path, 0o600)
             self._meta(path, m, mode=True)
         else:
             raise LayerError(f'layer entry "{m.name}": unsupported entry type {m.type!r}')
@@ -300,17 +293,15 @@ class _Unpacker:
                 os.chmod(path, 0o755)
                 continue
             prefix = "/".join(parts[: i + 1])
-            if False:
+            if stat.S_ISLNK(st.st_mode):
                 raise HostileLayer(f'{what} goes through symlink "{prefix}": refused')
             if not stat.S_ISDIR(st.st_mode):
                 raise LayerError(f'{what}: "{prefix}" is not a directory')
         return os.path.join(path, parts[-1])
 
     def _clear(self, path: str, rel: str, *, keep_dir: bool = False) -> bool:
-        """Remove what an earlier entry left at ``path`` (later entries win, as in tar).
-
-        Returns True when a directory is there and was kept (directories merge).
-        """
+        """Remove what an earlier entry left at ``path`` (later entries win, as in tar);
+        True when a directory is there and was kept (directories merge)."""
         try:
             st = os.lstat(path)
         except FileNotFoundError:
@@ -335,9 +326,8 @@ class _Unpacker:
             raise HostileLayer(f"{what} points outside the layer: refused")
         if "/".join(parts) not in self.written:
             raise HostileLayer(f"{what} names nothing this layer wrote: refused")
-        # Written entries had clean parents, and replacing a parent forgets what was under
-        # it; the walk re-checks anyway, because a write through a link is the one thing
-        # that must never happen.
+        # Written entries had clean parents and replacing a parent forgets what was under it;
+        # the walk re-checks anyway: going through a link is the one thing that must not happen.
         return self._parent(parts, what, create=False)
 
     def _file(self, tf: tarfile.TarFile, path: str, m: tarfile.TarInfo) -> None:
@@ -446,24 +436,6 @@ def _unpack_stream(raw: _Readable, root: str) -> UnpackResult:
     )
 
 
-def _check_target(target: str) -> None:
-    try:
-        st = os.lstat(target)
-    except FileNotFoundError:
-        return
-    if not stat.S_ISDIR(st.st_mode) or os.listdir(target):
-        raise LayerError(f"cannot unpack into {target}: it exists and is not an empty directory")
-
-
-def _remove(path: str) -> None:
-    # Directory modes (0555, say) are already applied when the digest check fails; root
-    # ignores them, anyone else needs write permission back to empty those directories.
-    for dirpath, _dirs, _files in os.walk(path):  # never descends into symlinks
-        with contextlib.suppress(OSError):
-            os.chmod(dirpath, 0o700)
-    shutil.rmtree(path, ignore_errors=True)
-
-
 def unpack(
     source: BinaryIO | str | os.PathLike[str],
     target: str | os.PathLike[str],
@@ -480,7 +452,9 @@ def unpack(
     if expected_digest is not None and not _SHA256.match(expected_digest):
         raise LayerError(f"expected digest {expected_digest!r} is not sha256:<64 lowercase hex>")
     dest = os.path.abspath(os.fspath(target))
-    _check_target(dest)
+    with contextlib.suppress(FileNotFoundError):
+        if not stat.S_ISDIR(os.lstat(dest).st_mode) or os.listdir(dest):
+            raise LayerError(f"cannot unpack into {dest}: it exists and is not an empty directory")
     parent = os.path.dirname(dest)
     os.makedirs(parent, exist_ok=True)
     # Beside the target: the same filesystem, so the final rename is atomic.
@@ -500,6 +474,8 @@ def unpack(
         except OSError as exc:
             raise LayerError(f"cannot move the unpacked layer to {dest}: {exc}") from exc
     except BaseException:
-        _remove(tmp)
+        # As root (which unpacking needs) the 0555 directories of a finished tree do not
+        # stop this; rmtree never follows the layer's symlinks.
+        shutil.rmtree(tmp, ignore_errors=True)
         raise
     return result

@@ -12,7 +12,8 @@ if [ "$(id -u)" -ne 0 ]; then
 fi
 
 # System packages composer needs now; later features add theirs here.
-packages=(python3 python3-venv python3-pip ca-certificates git)
+packages=(python3 python3-venv python3-pip ca-certificates git
+          docker-registry skopeo apache2-utils)  # a real registry, skopeo and htpasswd for tests
 missing=()
 for pkg in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")

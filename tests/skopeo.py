@@ -26,7 +26,7 @@ def run_skopeo(*args: str, home: Path, timeout: float = 60) -> subprocess.Comple
            "XDG_DATA_HOME": str(home / "data"), "XDG_CONFIG_HOME": str(home / "config"),
            "XDG_RUNTIME_DIR": str(home / "run")}
     prefix: list[str] = []
-    (home / "run").mkdir(mode=0o700, exist_ok=True)
+    (home / "run").mkdir(mode=0o700, parents=True, exist_ok=True)
     if os.geteuid() == 0:
         if shutil.which("setpriv") is None:
             pytest.skip("setpriv (util-linux) is absent: skopeo would write /var/lib/containers")

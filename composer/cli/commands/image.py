@@ -1,0 +1,181 @@
+"""``composer image ...``: the image store, in Docker's words.
+
+``pull``, ``push``, ``ls``, ``inspect``, ``tag``, ``rm``, ``prune``, ``import``, ``load`` and
+``save``. The store lives under the state root (``--root``, ``COMPOSER_ROOT``, default
+``/var/lib/composer``) in ``images/``. Until the engine exists these commands use the store
+directly; they are safe beside each other (the store locks what it changes).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from typing import Any
+
+from composer.cli.app import App
+
+DEFAULT_ROOT = "/var/lib/composer"
+
+
+def register(commands: Any) -> None:
+    image = commands.add_parser("image", help="manage images (pull, push, ls, rm, ...)")
+    verbs = image.add_subparsers(dest="verb", metavar="VERB", required=True)
+    p = verbs.add_parser("pull", help="pull an image from a registry")
+    p.add_argument("name")
+    p.add_argument("--platform", help="os/arch[/variant], default: this host's")
+    p.add_argument("-q", "--quiet", action="store_true")
+    p = verbs.add_parser("push", help="push an image to its registry")
+    p.add_argument("name")
+    p.add_argument("-q", "--quiet", action="store_true")
+    p = verbs.add_parser("ls", help="list images")
+    p.add_argument("-q", "--quiet", action="store_true", help="only image ids")
+    p.add_argument("--format", choices=("table", "json"), default="table")
+    p = verbs.add_parser("inspect", help="show an image's config and layers as JSON")
+    p.add_argument("names", nargs="+")
+    p = verbs.add_parser("tag", help="give an image another name")
+    p.add_argument("source")
+    p.add_argument("target")
+    p = verbs.add_parser("rm", help="remove images")
+    p.add_argument("names", nargs="+")
+    p.add_argument("-f", "--force", action="store_true")
+    p = verbs.add_parser("prune", help="remove dangling images (all unused with -a)")
+    p.add_argument("-a", "--all", action="store_true")
+    p.add_argument("-f", "--force", action="store_true", help="(accepted: prune never asks)")
+    p = verbs.add_parser("import", help="make an image from a root filesystem tarball")
+    p.add_argument("file", help="a tarball (plain, gzip or zstd), or - for stdin")
+    p.add_argument("name", nargs="?")
+    p = verbs.add_parser("load", help="load a 'docker save' or OCI archive")
+    p.add_argument("-i", "--input", default="-", help="the archive (default: stdin)")
+    p = verbs.add_parser("save", help="write images to a 'docker save' or OCI archive")
+    p.add_argument("names", nargs="+")
+    p.add_argument("-o", "--output", default="-")
+    p.add_argument("--format", choices=("docker", "oci"), default="docker")
+    image.set_defaults(handler=run)
+
+
+def state_root(options: argparse.Namespace) -> str:
+    return str(options.root or os.environ.get("COMPOSER_ROOT") or DEFAULT_ROOT)
+
+
+def run(app: App, options: argparse.Namespace) -> int:
+    from composer.runtime.images.store import ImageStore
+
+    with ImageStore(os.path.join(state_root(options), "images")) as store:
+        handler = _VERBS[options.verb]
+        return handler(app, store, options)
+
+
+def _pull(app: App, store: Any, options: argparse.Namespace) -> int:
+    from composer.runtime.images.registry import Platform, RegistryClient
+    from composer.runtime.images.transfer import pull
+
+    platform = None
+    if options.platform:
+        os_name, _, rest = options.platform.partition("/")
+        arch, _, variant = rest.partition("/")
+        platform = Platform(os_name, arch, variant or None)
+    with RegistryClient() as client:
+        image = pull(store, client, options.name, platform=platform,
+                     progress=(lambda line: None) if options.quiet else app.print)
+    if options.quiet:
+        app.print(image.refs[0] if image.refs else image.id)
+    return 0
+
+
+def _push(app: App, store: Any, options: argparse.Namespace) -> int:
+    from composer.runtime.images.registry import RegistryClient
+    from composer.runtime.images.transfer import push
+
+    with RegistryClient() as client:
+        digest = push(store, client, options.name,
+                      progress=(lambda line: None) if options.quiet else app.print)
+    if options.quiet:
+        app.print(digest)
+    return 0
+
+
+def _ls(app: App, store: Any, options: argparse.Namespace) -> int:
+    images = store.list()
+    if options.quiet:
+        for image in images:
+            app.print(image.short_id)
+        return 0
+    from composer.runtime.images.reference import parse
+
+    # Names as Docker shows them: docker.io/library/busybox:latest is busybox:latest.
+    rows = [(parse(ref).familiar() if ref != "<none>" else ref, image)
+            for image in images for ref in (image.refs or ("<none>",))]
+    if options.format == "json":
+        app.print(json.dumps([{"Repository": ref, "ID": image.id, "Created": image.created,
+                               "Layers": len(image.layers)} for ref, image in rows], indent=2))
+        return 0
+    app.print(f"{'REPOSITORY:TAG':<50} {'IMAGE ID':<14} CREATED")
+    for ref, image in rows:
+        created = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(image.created))
+        app.print(f"{ref:<50} {image.short_id:<14} {created}")
+    return 0
+
+
+def _inspect(app: App, store: Any, options: argparse.Namespace) -> int:
+    out = []
+    for name in options.names:
+        image = store.get(name)
+        if image is None:
+            app.abort(f"no such image: {name}")
+        out.append({"Id": image.id, "RepoTags": list(image.refs),
+                    "ManifestDigest": image.manifest_digest, "Layers": list(image.layers),
+                    "Config": image.config})
+    app.print(json.dumps(out, indent=2))
+    return 0
+
+
+def _tag(app: App, store: Any, options: argparse.Namespace) -> int:
+    store.tag(options.source, options.target)
+    return 0
+
+
+def _rm(app: App, store: Any, options: argparse.Namespace) -> int:
+    for name in options.names:
+        for line in store.remove(name, force=options.force):
+            app.print(line)
+    return 0
+
+
+def _prune(app: App, store: Any, options: argparse.Namespace) -> int:
+    for line in store.prune(all=options.all):
+        app.print(line)
+    return 0
+
+
+def _import(app: App, store: Any, options: argparse.Namespace) -> int:
+    source = sys.stdin.buffer if options.file == "-" else options.file
+    image = store.import_rootfs(source, ref=options.name)
+    app.print(image.id)
+    return 0
+
+
+def _load(app: App, store: Any, options: argparse.Namespace) -> int:
+    from composer.runtime.images.archives import load
+
+    source = sys.stdin.buffer if options.input == "-" else options.input
+    for image in load(store, source):
+        for ref in image.refs or (image.id,):
+            app.print(f"Loaded image: {ref}")
+    return 0
+
+
+def _save(app: App, store: Any, options: argparse.Namespace) -> int:
+    from composer.runtime.images.archives import save
+
+    if options.output == "-" and sys.stdout.isatty():
+        app.abort("refusing to write an archive to a terminal: use -o FILE or a pipe")
+    target = sys.stdout.buffer if options.output == "-" else options.output
+    save(store, options.names, target, format=options.format)
+    return 0
+
+
+_VERBS = {"pull": _pull, "push": _push, "ls": _ls, "inspect": _inspect, "tag": _tag,
+          "rm": _rm, "prune": _prune, "import": _import, "load": _load, "save": _save}

@@ -1,0 +1,98 @@
+"""Pull and push between composer's image store and a real registry (docker-registry).
+
+An image made locally (``import`` of a root filesystem tarball) is pushed, then pulled into a
+fresh store: same image id, same manifest digest, same files. skopeo reads what composer
+pushed, and composer pulls what skopeo copied in, with the digests skopeo reports.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import tarfile
+from pathlib import Path
+
+from composer.runtime.images.registry import RegistryClient
+from composer.runtime.images.store import ImageStore
+from composer.runtime.images.transfer import pull, push
+from tests.integration.conftest import RegistryServer
+from tests.skopeo import run_skopeo
+
+
+def rootfs() -> bytes:
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
+        for name, data in (("bin/hello", b"#!/bin/sh\necho hello\n"), ("etc/motd", b"hi\n")):
+            info = tarfile.TarInfo(name)
+            info.size, info.mode = len(data), 0o755
+            tar.addfile(info, io.BytesIO(data))
+    return buffer.getvalue()
+
+
+def test_push_then_pull_into_a_fresh_store_gives_the_same_image(
+        registry: RegistryServer, scratch: Path) -> None:
+    ref = f"{registry.domain}/composer/hello:1"
+    lines: list[str] = []
+    with ImageStore(scratch / "a") as source, ImageStore(scratch / "b") as target, \
+            RegistryClient() as client:
+        made = source.import_rootfs(io.BytesIO(rootfs()), ref=ref)
+        digest = push(source, client, ref, progress=lines.append)
+        assert digest == made.manifest_digest
+        pulled = pull(target, client, ref, progress=lines.append)
+        assert (pulled.id, pulled.manifest_digest) == (made.id, made.manifest_digest)
+        assert pulled.refs == (ref,)
+        top = target.lower_dirs(pulled)[0]
+        assert (top / "bin/hello").read_bytes() == b"#!/bin/sh\necho hello\n"
+        # Pulling again finds every blob already there: nothing is downloaded.
+        before = len(lines)
+        pull(target, client, ref, progress=lines.append)
+        assert [line for line in lines[before:] if "pulled (" in line] == []
+        by_digest = pull(target, client, f"{registry.domain}/composer/hello@{digest}")
+        assert by_digest.id == made.id
+    assert any(line.endswith(f"pushed {digest}") for line in lines)
+
+
+def test_skopeo_reads_what_composer_pushed_and_composer_pulls_what_skopeo_copied(
+        registry: RegistryServer, scratch: Path) -> None:
+    ours = f"{registry.domain}/interop/from-composer:1"
+    with ImageStore(scratch / "a") as store, RegistryClient() as client:
+        made = store.import_rootfs(io.BytesIO(rootfs()), ref=ours)
+        push(store, client, ours)
+        info = json.loads(run_skopeo("inspect", "--tls-verify=false", f"docker://{ours}",
+                                     home=scratch).stdout)
+        assert info["Digest"] == made.manifest_digest
+        theirs = f"{registry.domain}/interop/from-skopeo:1"
+        run_skopeo("copy", "--src-tls-verify=false", "--dest-tls-verify=false",
+                   f"docker://{ours}", f"docker://{theirs}", home=scratch)
+        reported = json.loads(run_skopeo("inspect", "--tls-verify=false", f"docker://{theirs}",
+                                         home=scratch).stdout)["Digest"]
+    with ImageStore(scratch / "b") as fresh, RegistryClient() as client:
+        pulled = pull(fresh, client, theirs)
+        assert pulled.manifest_digest == reported
+        assert pulled.id == made.id
+
+
+def test_composer_image_pull_and_push_on_the_command_line(
+        registry: RegistryServer, scratch: Path) -> None:
+    import os
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parents[2]
+    env = {"PATH": os.environ.get("PATH", os.defpath), "PYTHONPATH": str(root),
+           "HOME": "/nonexistent"}
+
+    def composer(state: str, *args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "composer", "--root", str(scratch / state),
+                               "image", *args], capture_output=True, text=True, env=env,
+                              timeout=60)
+
+    ref = f"{registry.domain}/cli/hello:1"
+    (scratch / "rootfs.tar.gz").write_bytes(rootfs())
+    assert composer("a", "import", str(scratch / "rootfs.tar.gz"), ref).returncode == 0
+    pushed = composer("a", "push", "-q", ref)
+    assert pushed.returncode == 0, pushed.stderr
+    pulled = composer("b", "pull", "-q", ref)
+    assert (pulled.returncode, pulled.stdout.strip()) == (0, ref), pulled.stderr
+    missing = composer("b", "pull", f"{registry.domain}/cli/nothing:1")
+    assert missing.returncode == 1 and "cli/nothing" in missing.stderr

@@ -15,7 +15,7 @@ class _Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from composer.cli.commands import config, image, plan, version
+    from composer.cli.commands import config, image, login, plan, version
     from composer.cli.main import PLANNED
 
     parser = _Parser(prog="composer", description="Run compose projects as real Linux "
@@ -39,6 +39,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     config.register(commands)
     image.register(commands)
+    login.register(commands)
     plan.register(commands)
     version.register(commands)
     for name in sorted(PLANNED):

@@ -45,7 +45,7 @@ from typing import Any, TypeAlias
 from composer.__about__ import __version__
 from composer.errors import ComposerError
 from composer.runtime.images.blobs import BlobError, parse_digest
-from composer.runtime.images.reference import DOCKER_HUB, Reference, is_loopback
+from composer.runtime.images.reference import DOCKER_HUB, Reference, is_loopback, parse
 
 __all__ = [
     "ALL_MANIFEST_TYPES", "DOCKER_MANIFEST", "DOCKER_MANIFEST_LIST", "IMAGE_TYPES", "INDEX_TYPES",
@@ -486,6 +486,19 @@ class RegistryClient:
             raise RegistryError(f"pushed {ref}, but {ref.domain} reports digest {reported} "
                                 f"for manifest {digest}; it may have rewritten the manifest")
         return reported
+
+    def ping(self, domain: str) -> None:
+        """Check that the registry answers and accepts our credentials (``composer login``):
+        ``GET /v2/`` through the same auth flow, asking for no scope, as Docker does."""
+        ref = parse(f"{domain}/library/ping")
+        plain = self._plain_ok(ref.domain) or self._plain_ok(ref.api_host)
+        url = f"{'http' if plain else 'https'}://{ref.api_host}/v2/"
+        response = self._call(ref, "GET", url, ())
+        try:
+            if response.status != 200:
+                raise self._fail(ref, response, f"{domain} does not answer as a registry")
+        finally:
+            response.close()
 
     def tags(self, ref: Reference) -> list[str]:
         """Every tag of the repository, following the registry's pagination."""

@@ -15,7 +15,7 @@ class _Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from composer.cli.commands import config, image, login, plan, version
+    from composer.cli.commands import config, image, login, plan, project_images, version
     from composer.cli.main import PLANNED
 
     parser = _Parser(prog="composer", description="Run compose projects as real Linux "
@@ -41,6 +41,7 @@ def build_parser() -> argparse.ArgumentParser:
     image.register(commands)
     login.register(commands)
     plan.register(commands)
+    project_images.register(commands)
     version.register(commands)
     for name in sorted(PLANNED):
         sub = commands.add_parser(name, help="(not implemented yet)", add_help=False)

@@ -96,3 +96,39 @@ def test_composer_image_pull_and_push_on_the_command_line(
     assert (pulled.returncode, pulled.stdout.strip()) == (0, ref), pulled.stderr
     missing = composer("b", "pull", f"{registry.domain}/cli/nothing:1")
     assert missing.returncode == 1 and "cli/nothing" in missing.stderr
+
+
+def test_composer_pull_and_images_for_a_project(registry: RegistryServer, scratch: Path) -> None:
+    import os
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parents[2]
+    env = {"PATH": os.environ.get("PATH", os.defpath), "PYTHONPATH": str(root),
+           "HOME": "/nonexistent"}
+    ref = f"{registry.domain}/project/web:1"
+    with ImageStore(scratch / "up") as source, RegistryClient() as client:
+        source.import_rootfs(io.BytesIO(rootfs()), ref=ref)
+        push(source, client, ref)
+    (scratch / "compose.yaml").write_text(
+        f"services:\n  web:\n    image: {ref}\n  local:\n    build: .\n"
+        f"  off:\n    image: {registry.domain}/project/none:1\n    pull_policy: never\n")
+
+    def composer(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "composer", "--root", str(scratch / "s"),
+                               "-f", str(scratch / "compose.yaml"), "-p", "proj", *args],
+                              capture_output=True, text=True, env=env, timeout=60)
+
+    def images() -> dict[str, str]:
+        listed = composer("images")
+        assert listed.returncode == 0, listed.stderr
+        lines = listed.stdout.splitlines()[1:]
+        return {line.split()[0]: line.split(maxsplit=2)[2] for line in lines}
+
+    assert images()["web"] == "(not pulled)"
+    pulled = composer("pull", "-q")
+    assert pulled.returncode == 0, pulled.stderr
+    # web is pulled; the built service and the pull_policy: never one are left alone.
+    after = images()
+    assert len(after["web"]) == 12 and after["web"] != "(not pulled)"
+    assert after["local"] == after["off"] == "(not pulled)"

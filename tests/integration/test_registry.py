@@ -22,7 +22,7 @@ from typing import Any
 
 import pytest
 
-from composer.runtime.images import registry as registry_mod
+from composer.runtime.images import platform as platform_mod
 from composer.runtime.images.reference import Reference, parse
 from composer.runtime.images.registry import (
     DOCKER_MANIFEST,
@@ -261,7 +261,7 @@ def test_docker_manifest_list_prefers_the_exact_variant(registry: RegistryServer
 ])
 def test_host_platform(monkeypatch: pytest.MonkeyPatch, machine: str,
                        expected: Platform) -> None:
-    monkeypatch.setattr(registry_mod._platform, "machine", lambda: machine)
+    monkeypatch.setattr(platform_mod._platform, "machine", lambda: machine)
     assert Platform.host() == expected
 
 

@@ -19,7 +19,8 @@ from pathlib import Path
 
 import pytest
 
-from composer.runtime.images.archives import ArchiveError, host_platform, load, save
+from composer.runtime.images.archives import ArchiveError, load, save
+from composer.runtime.images.platform import Platform
 from composer.runtime.images.store import Image, ImageStore, ImageStoreError
 from tests.skopeo import run_skopeo
 from tests.unit.test_image_store import BASE, OTHER, TOP, build, layer_tar, sha
@@ -157,7 +158,7 @@ def test_a_gzipped_docker_archive_with_symlinked_layers_loads(target: ImageStore
 
 def test_an_index_of_platforms_loads_this_platforms_image(source: ImageStore,
                                                           target: ImageStore) -> None:
-    system, arch = host_platform()
+    system, arch = Platform.host().os, Platform.host().architecture
     mine = build(source.blobs, [BASE], label="mine")
     other = build(source.blobs, [OTHER], label="other")
     nested = json.dumps({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json",

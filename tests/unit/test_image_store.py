@@ -24,8 +24,8 @@ import pytest
 import zstandard
 
 from composer.runtime.images import layers as layers_module
-from composer.runtime.images.archives import host_platform
 from composer.runtime.images.blobs import BlobStore
+from composer.runtime.images.platform import Platform
 from composer.runtime.images.store import Image, ImageStore, ImageStoreError
 from composer.state.store import chain_id
 
@@ -393,7 +393,7 @@ def test_import_rootfs_then_get(images: ImageStore, tmp_path: Path) -> None:
     path.write_bytes(gz(rootfs))
     image = images.import_rootfs(path, ref="imported:1", config={"Cmd": ["/bin/sh"]})
     assert images.get("imported:1") == image
-    system, arch = host_platform()
+    system, arch = Platform.host().os, Platform.host().architecture
     assert (image.config["os"], image.config["architecture"]) == (system, arch)
     assert image.config["rootfs"] == {"type": "layers", "diff_ids": [sha(rootfs)]}
     assert image.config["config"]["Cmd"] == ["/bin/sh"]

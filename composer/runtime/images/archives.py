@@ -26,7 +26,6 @@ import hashlib
 import io
 import json
 import os
-import platform
 import posixpath
 import re
 import secrets
@@ -39,6 +38,8 @@ from typing import Any, BinaryIO
 
 from composer.runtime.images import layers as layers_mod
 from composer.runtime.images.blobs import BlobError
+from composer.runtime.images.documents import canonical_json, json_object
+from composer.runtime.images.platform import Platform
 from composer.runtime.images.reference import InvalidReference, parse
 from composer.runtime.images.store import (
     DOCKER_LIST,
@@ -52,8 +53,7 @@ from composer.runtime.images.store import (
 )
 from composer.state.store import LayerRow
 
-__all__ = ["ArchiveError", "canonical_json", "host_platform", "import_rootfs",
-           "layer_media_type", "load", "save"]
+__all__ = ["ArchiveError", "import_rootfs", "layer_media_type", "load", "save"]
 
 DEFAULT_PATH = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 REF_NAME = "org.opencontainers.image.ref.name"
@@ -64,24 +64,8 @@ _CONFIG_NAME = re.compile(r"(?:.*/)?([a-f0-9]{64})\.json")
 _METADATA = frozenset({"manifest.json", "index.json", "oci-layout", "repositories"})
 _MAX_METADATA = 16 << 20
 _CHUNK = 1 << 20
-_ARCH = {"x86_64": "amd64", "amd64": "amd64", "aarch64": "arm64", "arm64": "arm64",
-         "i386": "386", "i686": "386", "armv7l": "arm", "armv6l": "arm", "ppc64le": "ppc64le",
-         "s390x": "s390x", "riscv64": "riscv64"}
-
-
 class ArchiveError(ImageStoreError):
     """An archive cannot be read (corrupt, of an unknown format) or written."""
-
-
-def canonical_json(value: Any) -> bytes:
-    """Compact JSON bytes, as registries and Docker write manifests and configs."""
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode()
-
-
-def host_platform() -> tuple[str, str]:
-    """The OCI ``(os, architecture)`` of this machine, in Go's GOOS/GOARCH words."""
-    machine = platform.machine().lower()
-    return platform.system().lower(), _ARCH.get(machine, machine)
 
 
 def layer_media_type(head: bytes) -> str:
@@ -179,16 +163,6 @@ def _blob_bytes(store: ImageStore, digest: str, what: str) -> bytes:
     return data
 
 
-def _object(data: bytes, what: str) -> dict[str, Any]:
-    try:
-        value = json.loads(data)
-    except (ValueError, UnicodeDecodeError) as e:
-        raise ArchiveError(f"{what} is not valid JSON: {e}") from e
-    if not isinstance(value, dict):
-        raise ArchiveError(f"{what} is not a JSON object")
-    return value
-
-
 def _docker_tags(contents: _Contents) -> dict[str, list[str]]:
     """Config digest -> RepoTags, from manifest.json."""
     doc = contents.json("manifest.json") if "manifest.json" in contents.small else []
@@ -259,12 +233,13 @@ def _manifest_of(store: ImageStore, desc: Any, what: str, depth: int = 0) -> byt
     if desc.get("size") != len(data):
         raise ArchiveError(f"{what}: {digest} is {len(data)} bytes, the index says "
                            f"{desc.get('size')!r}")
-    doc = _object(data, f"{what} {digest}")
+    doc = json_object(data, f"{what} {digest}", ArchiveError)
     if doc.get("mediaType") not in (OCI_INDEX, DOCKER_LIST) and "manifests" not in doc:
         return data
     if depth > 4 or not isinstance(doc.get("manifests"), list):
         raise ArchiveError(f"{what} {digest}: an index that is nested too deep or lists nothing")
-    system, arch = host_platform()
+    host = Platform.host()
+    system, arch = host.os, host.architecture
 
     def plat(d: Any) -> tuple[Any, Any]:
         p = d.get("platform") if isinstance(d, dict) else None
@@ -291,7 +266,7 @@ def _oci_items(store: ImageStore, contents: _Contents) -> list[tuple[bytes, list
     by_digest: dict[str, tuple[bytes, list[str]]] = {}
     for i, desc in enumerate(descs):
         manifest = _manifest_of(store, desc, f"index.json manifest {i}")
-        config = _object(manifest, f"index.json manifest {i}").get("config")
+        config = json_object(manifest, f"index.json manifest {i}", ArchiveError).get("config")
         config_digest = config.get("digest") if isinstance(config, dict) else None
         item = by_digest.setdefault(hashlib.sha256(manifest).hexdigest(), (manifest, []))
         for ref in _annotated_refs(desc) + tags.get(str(config_digest), []):
@@ -419,7 +394,7 @@ def _write_oci(store: ImageStore, chosen: _Chosen, tf: tarfile.TarFile) -> None:
         if image.manifest_digest is None:
             raise ArchiveError(f"image {image.short_id} has no manifest to save")
         manifest_bytes = _blob_bytes(store, image.manifest_digest, "manifest")
-        manifest = _object(manifest_bytes, f"manifest {image.manifest_digest}")
+        manifest = json_object(manifest_bytes, f"manifest {image.manifest_digest}", ArchiveError)
         layer_digests = [str(d.get("digest")) for d in manifest.get("layers", [])]
         for digest in [image.id, *layer_digests, image.manifest_digest]:
             if digest not in written:
@@ -510,7 +485,8 @@ def import_rootfs(store: ImageStore, tarball: str | os.PathLike[str] | BinaryIO,
         if not any(e.startswith("PATH=") for e in env):
             env.insert(0, DEFAULT_PATH)
         container["Env"] = env
-        system, arch = host_platform()
+        host = Platform.host()
+        system, arch = host.os, host.architecture
         config_bytes = canonical_json({
             "architecture": arch, "os": system, "created": now, "config": container,
             "rootfs": {"type": "layers", "diff_ids": [diff_id]},

@@ -30,7 +30,6 @@ import hashlib
 import http.client
 import json
 import os
-import platform as _platform
 import re
 import shutil
 import ssl
@@ -45,6 +44,8 @@ from typing import Any, TypeAlias
 from composer.__about__ import __version__
 from composer.errors import ComposerError
 from composer.runtime.images.blobs import BlobError, parse_digest
+from composer.runtime.images.documents import json_object
+from composer.runtime.images.platform import Platform
 from composer.runtime.images.reference import DOCKER_HUB, Reference, is_loopback, parse
 
 __all__ = [
@@ -79,14 +80,6 @@ _HELPER_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 _SCHEME = re.compile(r"[\s,]*([A-Za-z][A-Za-z0-9_.-]*)")
 _PARAM = re.compile(r'[\s,]*([A-Za-z0-9_.-]+)\s*=\s*("(?:[^"\\]|\\.)*"|[^\s,"]*)')
 _NEXT_LINK = re.compile(r'<([^>]*)>\s*;\s*rel="?next"?')
-_MACHINES = {"x86_64": ("amd64", None), "amd64": ("amd64", None), "aarch64": ("arm64", "v8"),
-             "arm64": ("arm64", "v8"), "armv7l": ("arm", "v7"), "armv6l": ("arm", "v6"),
-             "i386": ("386", None), "i686": ("386", None)}
-_ARCH_ALIASES = {"x86_64": "amd64", "x86-64": "amd64", "aarch64": "arm64", "i386": "386"}
-# containerd's normalization: an absent variant means the architecture's baseline.
-_DEFAULT_VARIANTS = {"arm64": "v8", "arm": "v7", "amd64": "v1"}
-
-
 class RegistryError(ComposerError):
     """A registry request failed. ``status`` is the HTTP status (None for network errors),
     ``code`` the registry's error code, ``transient`` whether trying again later may help."""
@@ -95,31 +88,6 @@ class RegistryError(ComposerError):
                  transient: bool = False) -> None:
         super().__init__(message)
         self.message, self.status, self.code, self.transient = message, status, code, transient
-
-
-@dataclass(frozen=True)
-class Platform:
-    """An image platform as OCI indexes spell it: ``linux/arm64/v8``."""
-
-    os: str
-    architecture: str
-    variant: str | None = None
-
-    @classmethod
-    def host(cls) -> Platform:
-        """This machine, named as Go's GOARCH (and GOARM) would name it."""
-        machine = _platform.machine().lower()
-        architecture, variant = _MACHINES.get(machine, (machine, None))
-        return cls("linux", architecture, variant)
-
-    def __str__(self) -> str:
-        return "/".join(part for part in (self.os, self.architecture, self.variant) if part)
-
-    def _normalized(self) -> tuple[str, str, str]:
-        architecture = _ARCH_ALIASES.get(self.architecture.lower(), self.architecture.lower())
-        variant = (self.variant or "").lower()
-        variant = f"v{variant}" if variant.isdigit() else variant
-        return self.os.lower(), architecture, variant or _DEFAULT_VARIANTS.get(architecture, "")
 
 
 @dataclass(frozen=True)
@@ -318,7 +286,7 @@ class RegistryClient:
         """The image manifest for ``platform``: ``manifest`` itself if it is not an index."""
         if manifest.media_type in IMAGE_TYPES:
             return manifest
-        doc = _json_object(manifest.data, f"index {ref}")
+        doc = json_object(manifest.data, f"index {ref}", RegistryError)
         entries = doc.get("manifests")
         if manifest.media_type not in INDEX_TYPES or not isinstance(entries, list):
             raise RegistryError(f"{ref} is a {manifest.media_type}, not an image or an index")
@@ -508,7 +476,8 @@ class RegistryClient:
             try:
                 if response.status != 200:
                     raise self._fail(ref, response, f"cannot list the tags of {ref.repository}")
-                doc = _json_object(self._read(ref, response, 16 << 20, "tag list"), "tag list")
+                listing = self._read(ref, response, 16 << 20, "tag list")
+                doc = json_object(listing, "tag list", RegistryError)
             finally:
                 response.close()
             tags = doc.get("tags") or []  # null for a repository without tags
@@ -722,7 +691,8 @@ class RegistryClient:
                 raise RegistryError(f"the token server {parts.netloc} of {ref.domain} answered "
                                     f"HTTP {response.status}; try again later",
                                     status=response.status, transient=response.status >= 500)
-            doc = _json_object(self._read(ref, response, _MAX_SMALL, "token"), "token answer")
+            answer = self._read(ref, response, _MAX_SMALL, "token")
+            doc = json_object(answer, "token answer", RegistryError)
         finally:
             response.close()
         token = doc.get("token") or doc.get("access_token")
@@ -757,7 +727,7 @@ class RegistryClient:
         status, code, detail = response.status, None, ""
         with contextlib.suppress(OSError, http.client.HTTPException, ValueError, TypeError,
                                  AttributeError, IndexError, RegistryError):
-            error = _json_object(response.read(_MAX_SMALL), "error")["errors"][0]
+            error = json_object(response.read(_MAX_SMALL), "error", RegistryError)["errors"][0]
             code, detail = str(error.get("code")), str(error.get("message", ""))
         response.close()
         hint = (f"run 'composer login {ref.domain}'" if status in (401, 403) else
@@ -801,19 +771,9 @@ def _check_digest(digest: str, what: str) -> None:
         raise RegistryError(f"{what}: {e}") from e
 
 
-def _json_object(data: bytes, what: str) -> dict[str, Any]:
-    try:
-        doc = json.loads(data)
-    except ValueError as e:
-        raise RegistryError(f"{what} is not valid JSON: {e}") from e
-    if not isinstance(doc, dict):
-        raise RegistryError(f"{what} is not a JSON object")
-    return doc
-
-
 def _media_type(content_type: str | None, data: bytes, what: str) -> str:
     declared = (content_type or "").partition(";")[0].strip().lower()
-    doc = _json_object(data, what)
+    doc = json_object(data, what, RegistryError)
     if declared in ALL_MANIFEST_TYPES or declared in _SCHEMA1:
         return declared
     # Registries and static servers that say only "application/json": the body tells.

@@ -42,6 +42,7 @@ from typing import IO, Any, BinaryIO, Protocol, cast
 from composer.errors import ComposerError
 from composer.runtime.images import layers as layers_mod
 from composer.runtime.images.blobs import BlobError, BlobStore, parse_digest
+from composer.runtime.images.documents import json_object
 from composer.runtime.images.reference import InvalidReference, parse
 from composer.state.store import ImageRow, LayerRow, Store, StoreError, chain_id
 
@@ -131,16 +132,6 @@ def uncompressed(blob: BinaryIO) -> _Readable:
     if kind == "gzip":
         return gzip.GzipFile(fileobj=blob, mode="rb")
     return _Zstd(blob) if kind == "zstd" else blob
-
-
-def _json_object(data: bytes, what: str) -> dict[str, Any]:
-    try:
-        value = json.loads(data)
-    except (ValueError, UnicodeDecodeError) as e:
-        raise ImageStoreError(f"{what} is not valid JSON: {e}") from e
-    if not isinstance(value, dict):
-        raise ImageStoreError(f"{what} is not a JSON object")
-    return value
 
 
 def _descriptor(value: Any, what: str) -> tuple[str | None, str, int]:
@@ -260,7 +251,7 @@ class ImageStore:
 
     def _prepare(self, manifest: bytes, refs: Sequence[str],
                  known: set[tuple[str | None, str]]) -> _Prepared:
-        doc = _json_object(manifest, "image manifest")
+        doc = json_object(manifest, "image manifest", ImageStoreError)
         media = doc.get("mediaType")
         if media in (OCI_INDEX, DOCKER_LIST) or ("manifests" in doc and "layers" not in doc):
             raise ImageStoreError("the manifest is an image index (one manifest per platform): "
@@ -284,7 +275,7 @@ class ImageStore:
                 raise ImageStoreError(f"layer {i} {digest}: unsupported media type "
                                       f"{layer_media}: not a tar layer")
         config_bytes = self._read(config_digest, config_size, "config")
-        config = _json_object(config_bytes, f"image config {config_digest}")
+        config = json_object(config_bytes, f"image config {config_digest}", ImageStoreError)
         rootfs = config.get("rootfs")
         diff_ids = rootfs.get("diff_ids") if isinstance(rootfs, dict) else None
         if not isinstance(diff_ids, list) or not all(isinstance(d, str) for d in diff_ids):

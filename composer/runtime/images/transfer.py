@@ -13,11 +13,11 @@ blob, from the worker threads (a sink that prints must not mind that).
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+from composer.runtime.images.documents import json_object
 from composer.runtime.images.reference import Reference, parse
 from composer.runtime.images.registry import Manifest, Platform, RegistryClient, RegistryError
 from composer.runtime.images.store import Image, ImageStore, ImageStoreError
@@ -62,7 +62,7 @@ def push(store: ImageStore, client: RegistryClient, text: str, *, parallel: int 
     ref = parse(text)
     image = store.get(text)
     if image is None or image.manifest_digest is None:
-        raise ImageStoreError(f"no such image: {text}",)
+        raise ImageStoreError(f"no such image: {text}")
     with store.blobs.open(image.manifest_digest) as handle:
         raw = handle.read()
     data = _manifest_json(raw, ref)
@@ -88,10 +88,7 @@ def push(store: ImageStore, client: RegistryClient, text: str, *, parallel: int 
 
 
 def _manifest_json(raw: bytes, ref: Reference) -> dict[str, Any]:
-    try:
-        data = json.loads(raw)
-    except ValueError as exc:
-        raise RegistryError(f"{ref}: the manifest is not JSON ({exc})") from None
-    if not isinstance(data, dict) or not isinstance(data.get("config"), dict):
+    data = json_object(raw, f"the manifest of {ref}", RegistryError)
+    if not isinstance(data.get("config"), dict):
         raise RegistryError(f"{ref}: not an image manifest (no config)")
     return data

@@ -17,9 +17,6 @@ from typing import Any
 
 from composer.cli.app import App
 
-#: The key Docker uses for Docker Hub in config.json.
-HUB_KEY = "https://index.docker.io/v1/"
-
 
 def register(commands: Any) -> None:
     login = commands.add_parser("login", help="log in to a registry")
@@ -33,20 +30,11 @@ def register(commands: Any) -> None:
     logout.set_defaults(handler=run_logout)
 
 
-def config_path() -> str:
-    folder = os.environ.get("DOCKER_CONFIG") or os.path.expanduser("~/.docker")
-    return os.path.join(folder, "config.json")
-
-
-def _key(server: str) -> str:
-    server = server.removeprefix("https://").removeprefix("http://").rstrip("/")
-    return HUB_KEY if server in ("docker.io", "index.docker.io", "registry-1.docker.io") \
-        else server
-
-
 def _read() -> dict[str, Any]:
+    from composer.runtime.images.registry import docker_config_path
+
     try:
-        with open(config_path(), encoding="utf-8") as handle:
+        with open(docker_config_path(), encoding="utf-8") as handle:
             data = json.load(handle)
     except FileNotFoundError:
         return {}
@@ -54,7 +42,9 @@ def _read() -> dict[str, Any]:
 
 
 def _write(data: dict[str, Any]) -> None:
-    path = config_path()
+    from composer.runtime.images.registry import docker_config_path
+
+    path = docker_config_path()
     os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
     # Written whole and renamed, mode 0600: it holds secrets, and a crash must not cut it.
     fd, temporary = tempfile.mkstemp(dir=os.path.dirname(path), prefix=".config.json.")
@@ -66,7 +56,8 @@ def _write(data: dict[str, Any]) -> None:
 
 
 def run_login(app: App, options: argparse.Namespace) -> int:
-    from composer.runtime.images.registry import RegistryClient
+    from composer.runtime.images.reference import DOCKER_HUB
+    from composer.runtime.images.registry import RegistryClient, credential_key
 
     username = options.username or ""
     password = options.password
@@ -77,22 +68,25 @@ def run_login(app: App, options: argparse.Namespace) -> int:
     if options.password:
         app.warn("a password on the command line can be read by other users: prefer "
                  "--password-stdin")
-    domain = "docker.io" if _key(options.server) == HUB_KEY else _key(options.server)
+    key = credential_key(options.server)
+    domain = DOCKER_HUB if key.startswith("https://") else key
     with RegistryClient(credentials=lambda _domain: (username, password or "")) as client:
         client.ping(domain)
     data = _read()
     auths = data.setdefault("auths", {})
     token = base64.b64encode(f"{username}:{password}".encode()).decode()
-    auths[_key(options.server)] = {"auth": token}
+    auths[key] = {"auth": token}
     _write(data)
     app.print("Login Succeeded")
     return 0
 
 
 def run_logout(app: App, options: argparse.Namespace) -> int:
+    from composer.runtime.images.registry import credential_key
+
     data = _read()
     auths = data.get("auths") or {}
-    key = _key(options.server)
+    key = credential_key(options.server)
     if key not in auths:
         app.print(f"Not logged in to {options.server}")
         return 0

@@ -103,14 +103,25 @@ class Manifest:
         return cls(media_type, _sha256(data), data)
 
 
+def docker_config_path() -> str:
+    """Where Docker keeps registry credentials: ``$DOCKER_CONFIG`` or ``~/.docker``."""
+    folder = os.environ.get("DOCKER_CONFIG") or os.path.expanduser("~/.docker")
+    return os.path.join(folder, "config.json")
+
+
+def credential_key(server: str) -> str:
+    """The ``auths`` key Docker writes for ``server``: its host, Docker Hub's old URL."""
+    host = _credential_host(server)
+    return _HUB_SERVER if host == DOCKER_HUB else host
+
+
 def credentials_for(domain: str, *, config_path: str | None = None) -> tuple[str, str] | None:
     """The (username, secret) Docker would use for ``domain``, from ``~/.docker/config.json``.
 
     ``credHelpers`` (per registry) or ``credsStore`` name a ``docker-credential-NAME`` program,
     run only if it is on PATH; otherwise (or when it has nothing) the ``auths`` entry is used.
     """
-    path = config_path or os.path.join(
-        os.environ.get("DOCKER_CONFIG") or os.path.expanduser("~/.docker"), "config.json")
+    path = config_path or docker_config_path()
     try:
         with open(path, "rb") as f:
             config = json.load(f)

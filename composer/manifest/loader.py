@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 from composer.errors import Loc, ManifestError, ManifestWarning
 from composer.manifest import source as source_mod
-from composer.manifest.tree import YMap, dotted
+from composer.manifest.tree import YMap
 
 if TYPE_CHECKING:
     from composer.manifest.model import Project
@@ -291,11 +291,6 @@ def _has_content(doc: YMap) -> bool:
     """Whether a document says more than Compose ignores (``version``, an empty ``include``)."""
     return any(key != "version" and not (key == "include" and value is None)
                for key, value in doc.items())
-
-
-def describe(path: tuple[str | int, ...]) -> str:
-    """Re-exported for callers that format paths (kept here so the CLI needs one import)."""
-    return dotted(path)
 
 
 def plain_tree(loaded: Loaded) -> dict[str, Any]:

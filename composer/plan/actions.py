@@ -57,9 +57,6 @@ class Address:
         text = f"{self.kind.value} {self.name}"
         return f"{text} #{self.number}" if self.number is not None else text
 
-    def sort_key(self) -> tuple[str, str, int]:
-        return (self.kind.value, self.name, self.number or 0)
-
 
 @dataclass(frozen=True)
 class Change:
@@ -100,6 +97,3 @@ class Plan:
 
     def __len__(self) -> int:
         return len(self.changes)
-
-    def by_id(self) -> dict[int, Change]:
-        return {change.id: change for change in self.changes}

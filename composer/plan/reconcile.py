@@ -308,8 +308,8 @@ class _Planner:
                 return None
             return self.out.add(Action.START, address, f"not running ({current.state})",
                                 requires=self._needs(service), params={"name": current.name})
-        if self._restart_with_dependency(service) and current.state == RUNNING:
-            dependency = self._restart_with_dependency(service)
+        dependency = self._restart_with_dependency(service)
+        if dependency is not None and current.state == RUNNING:
             stop = self.out.add(Action.STOP, address,
                                 f"restarts with {dependency} (depends_on.restart)",
                                 requires=self._needs(service),

@@ -282,7 +282,8 @@ class _Planner:
         return {"name": name, "spec": {"service": service.name, "number": number,
                                        "image": image_ref(self.project, service),
                                        "config": thaw(service.spec)},
-                "labels": container_labels(self.project, service, number),
+                "labels": container_labels(self.project, service, number,
+                                           config_hash=config_hash),
                 "config_hash": config_hash}
 
     def _create_and_start(self, service: Service, number: int, config_hash: str,

@@ -223,7 +223,8 @@ def _show(value: Any) -> str:
 
 
 def container_labels(project: Project, service: Service, number: int, *, oneoff: bool = False,
-                     image_id: str | None = None) -> dict[str, str]:
+                     image_id: str | None = None,
+                     config_hash: str | None = None) -> dict[str, str]:
     """Every label of a container of ``service``: the service's own, then Compose's.
 
     Compose's labels win over a service label of the same name: they are how composer finds
@@ -235,7 +236,7 @@ def container_labels(project: Project, service: Service, number: int, *, oneoff:
         LABEL_SERVICE: service.name,
         LABEL_NUMBER: str(number),
         LABEL_ONEOFF: "True" if oneoff else "False",
-        LABEL_CONFIG_HASH: service_hash(service),
+        LABEL_CONFIG_HASH: config_hash or service_hash(service),  # the caller's, if known
         LABEL_HASH_VERSION: HASH_VERSION,
         LABEL_VERSION: __version__,
         LABEL_WORKING_DIR: project.working_dir,

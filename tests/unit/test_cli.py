@@ -191,3 +191,11 @@ def test_an_empty_file_is_refused_at_its_first_line(tmp_path: Path) -> None:
     result = composer("config", cwd=tmp_path)
     assert result.returncode == 1
     assert result.stderr.startswith(f"error: {tmp_path / 'compose.yaml'}:1:1: empty compose file\n")
+
+
+def test_config_profiles_reads_stdin_and_included_files(tmp_path: Path) -> None:
+    (tmp_path / "inc.yaml").write_text("services:\n  inc:\n    image: i\n    profiles: [extra]\n")
+    text = (f"include: [{tmp_path / 'inc.yaml'}]\nservices:\n  a:\n    image: x\n"
+            "    profiles: [dev]\n  b:\n    image: y\n")
+    result = composer("-f", "-", "config", "--profiles", stdin=text, cwd=tmp_path)
+    assert (result.returncode, result.stdout) == (0, "dev\nextra\n"), result.stderr

@@ -76,8 +76,10 @@ def _render(project: dict[str, Any], loaded: Any, options: argparse.Namespace) -
         from composer.manifest.profiles import list_profiles
         from composer.manifest.yamlload import parse_documents
 
-        trees = [doc for path in loaded.files if path != "-"
-                 for doc in parse_documents(_read(path), path)]
+        # From the files as read (stdin, included and extended ones too): profiles that are
+        # off have had their services dropped from the project already.
+        trees = [doc for display, text in loaded.compose_files
+                 for doc in parse_documents(text, display)]
         lines = sorted({p for tree in trees for p in list_profiles(tree)})
     elif options.list_environment:
         lines = [f"{k}={v}" for k, v in sorted(loaded.env.items())]
@@ -141,11 +143,6 @@ def _variables(app: App, options: argparse.Namespace) -> int:
         cells = zip(r[:3], widths, strict=True)
         app.print("".join(cell.ljust(width) for cell, width in cells) + r[3])
     return 0
-
-
-def _read(path: str) -> str:
-    with open(path, encoding="utf-8-sig") as handle:
-        return handle.read()
 
 
 def _with_dependencies(project: dict[str, Any], selected: list[str]) -> set[str]:

@@ -35,6 +35,11 @@ def thaw(value: Any) -> Any:
     return value
 
 
+def built_image_name(project: str, service: str) -> str:
+    """The name Compose gives the image it builds for a service without ``image``."""
+    return f"{project}-{service}"
+
+
 @dataclass(frozen=True)
 class Port:
     target: int

@@ -61,7 +61,9 @@ def container_name(project: Project, service: Service, number: int) -> str:
 
 def image_ref(project: Project, service: Service) -> str:
     """The image a service runs: its ``image``, or the one composer builds for it."""
-    return service.image or f"{project.name}-{service.name}"
+    from composer.manifest.model import built_image_name
+
+    return service.image or built_image_name(project.name, service.name)
 
 
 def reconcile(desired: Project, observed: Observed, options: Options | None = None) -> Plan:

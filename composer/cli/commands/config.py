@@ -70,7 +70,9 @@ def _render(project: dict[str, Any], loaded: Any, options: argparse.Namespace) -
         lines = sorted(project.get("networks") or {})
     elif options.list_images:
         # One line per service, by service name, as Compose prints them (duplicates too).
-        lines = [services[name].get("image") or f"{project['name']}-{name}"
+        from composer.manifest.model import built_image_name
+
+        lines = [services[name].get("image") or built_image_name(project["name"], name)
                  for name in sorted(services)]
     elif options.list_profiles:
         from composer.manifest.profiles import list_profiles

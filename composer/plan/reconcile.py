@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
+from composer.manifest.model import built_image_name
 from composer.plan.actions import Action, Address, Kind, Plan
 from composer.plan.builder import PlanBuilder
 from composer.state.observed import CREATED, EXITED, RUNNING, Observed, ObservedContainer
@@ -61,8 +62,6 @@ def container_name(project: Project, service: Service, number: int) -> str:
 
 def image_ref(project: Project, service: Service) -> str:
     """The image a service runs: its ``image``, or the one composer builds for it."""
-    from composer.manifest.model import built_image_name
-
     return service.image or built_image_name(project.name, service.name)
 
 

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 # instead of argparse's "invalid choice".
 PLANNED = {
     "attach", "build", "commit", "cp", "create", "down", "events", "exec", "export",
-    "kill", "logs", "ls", "pause", "port", "ps", "publish", "push", "restart", "rm",
+    "kill", "logs", "ls", "pause", "port", "ps", "publish", "restart", "rm",
     "run", "scale", "start", "stats", "stop", "top", "unpause", "volumes", "wait",
     "watch",
 }

@@ -116,7 +116,7 @@ class LayerRow:
     ``diff_id`` is the digest of the uncompressed tar (from the config's ``rootfs.diff_ids``),
     ``chain_id`` identifies the unpacked filesystem up to and including this layer (see
     :func:`chain_id`), ``blob_digest`` is the (usually compressed) blob in the blob store, and
-    ``size`` the unpacked size when known.
+    ``size`` the size of the uncompressed tar when known.
     """
 
     diff_id: str

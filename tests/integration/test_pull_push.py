@@ -12,6 +12,8 @@ import json
 import tarfile
 from pathlib import Path
 
+from composer.errors import ComposerError
+from composer.runtime.images.reference import parse
 from composer.runtime.images.registry import RegistryClient
 from composer.runtime.images.store import ImageStore
 from composer.runtime.images.transfer import pull, push
@@ -132,3 +134,53 @@ def test_composer_pull_and_images_for_a_project(registry: RegistryServer, scratc
     after = images()
     assert len(after["web"]) == 12 and after["web"] != "(not pulled)"
     assert after["local"] == after["off"] == "(not pulled)"
+
+
+def test_composer_push_for_a_project_pushes_what_it_builds(
+        registry: RegistryServer, scratch: Path) -> None:
+    import os
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parents[2]
+    env = {"PATH": os.environ.get("PATH", os.defpath), "PYTHONPATH": str(root),
+           "HOME": "/nonexistent"}
+    built = f"{registry.domain}/project/built:1"
+    other = f"{registry.domain}/project/dep:1"
+    pulled_only = f"{registry.domain}/project/pulled:1"
+    state = scratch / "s"
+    # Until the builder exists, "built" images are imported under the names compose gives.
+    with ImageStore(state / "images") as store:
+        for ref in (built, other, pulled_only):
+            store.import_rootfs(io.BytesIO(rootfs()), ref=ref)
+    (scratch / "compose.yaml").write_text(
+        f"services:\n"
+        f"  app:\n    build: .\n    image: {built}\n    depends_on: [dep]\n"
+        f"  dep:\n    build: .\n    image: {other}\n"
+        f"  db:\n    image: {pulled_only}\n"
+        f"  local:\n    build: .\n")
+
+    def composer(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "composer", "--root", str(state),
+                               "-f", str(scratch / "compose.yaml"), "-p", "proj", *args],
+                              capture_output=True, text=True, env=env, timeout=60)
+
+    def in_registry(ref: str) -> bool:
+        with RegistryClient() as client:
+            try:
+                client.get_manifest(parse(ref))
+            except ComposerError:
+                return False
+            return True
+
+    only_app = composer("push", "-q", "app")
+    assert only_app.returncode == 0, only_app.stderr
+    assert (in_registry(built), in_registry(other)) == (True, False)
+    with_deps = composer("push", "--include-deps", "app")
+    assert with_deps.returncode == 0, with_deps.stderr
+    assert in_registry(other)
+    # db is pulled, not built, and local has no image name: neither is pushed.
+    assert not in_registry(pulled_only)
+    with (ImageStore(scratch / "fresh") as fresh, ImageStore(state / "images") as ours,
+          RegistryClient() as client):
+        assert pull(fresh, client, built).id == ours.get(built).id

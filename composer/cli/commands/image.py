@@ -1,9 +1,10 @@
 """``composer image ...``: the image store, in Docker's words.
 
-``pull``, ``push``, ``ls``, ``inspect``, ``tag``, ``rm``, ``prune``, ``import``, ``load`` and
-``save``. The store lives under the state root (``--root``, ``COMPOSER_ROOT``, default
-``/var/lib/composer``) in ``images/``. Until the engine exists these commands use the store
-directly; they are safe beside each other (the store locks what it changes).
+``pull``, ``push``, ``ls``, ``inspect``, ``tag``, ``rm``, ``prune``, ``import``, ``load``,
+``save`` and ``history``. The store lives under the state root (``--root``,
+``COMPOSER_ROOT``, default ``/var/lib/composer``) in ``images/``. Until the engine exists
+these commands use the store directly; they are safe beside each other (the store locks what
+it changes).
 """
 
 from __future__ import annotations
@@ -53,6 +54,13 @@ def register(commands: Any) -> None:
     p.add_argument("names", nargs="+")
     p.add_argument("-o", "--output", default="-")
     p.add_argument("--format", choices=("docker", "oci"), default="docker")
+    p = verbs.add_parser("history", help="show the steps that made an image")
+    p.add_argument("name")
+    p.add_argument("-q", "--quiet", action="store_true", help="only layer ids")
+    p.add_argument("--no-trunc", action="store_true", help="do not shorten ids and commands")
+    p.add_argument("-H", "--human", choices=("true", "false"), default="true",
+                   help="sizes and dates in human terms (default true)")
+    p.add_argument("--format", choices=("table", "json"), default="table")
     image.set_defaults(handler=run)
 
 
@@ -177,5 +185,40 @@ def _save(app: App, store: Any, options: argparse.Namespace) -> int:
     return 0
 
 
+def _history(app: App, store: Any, options: argparse.Namespace) -> int:
+    from composer.runtime.images.history import human_size, steps
+
+    image = store.get(options.name)
+    if image is None:
+        app.abort(f"no such image: {options.name}")
+    row = store.db.image(image.id)
+    history = steps(image.config, [(layer.chain_id, layer.size) for layer in row.layers])
+
+    if options.format == "json":
+        app.print(json.dumps([{"Layer": s.layer, "Created": s.created, "CreatedBy": s.created_by,
+                               "Size": s.size, "Comment": s.comment} for s in history],
+                             indent=2))
+        return 0
+    # Docker shows the image id on the newest step and <missing> below it: the steps of a
+    # pulled image have no image ids of their own.
+    shown_id = image.id if options.no_trunc else image.short_id
+    if options.quiet:
+        for n in range(len(history)):
+            app.print(shown_id if n == 0 else "<missing>")
+        return 0
+    human = options.human == "true"
+    app.print(f"{'IMAGE':<14} {'CREATED':<20} {'CREATED BY':<46} {'SIZE':<10} COMMENT")
+    for n, s in enumerate(history):
+        shown = shown_id if n == 0 else "<missing>"
+        created = ("" if s.created is None else
+                   time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(s.created)))
+        by = s.created_by if options.no_trunc or len(s.created_by) <= 45 else (
+            s.created_by[:42] + "...")
+        size = human_size(s.size) if human else str(s.size if s.size is not None else "?")
+        app.print(f"{shown:<14} {created:<20} {by:<46} {size:<10} {s.comment}".rstrip())
+    return 0
+
+
 _VERBS = {"pull": _pull, "push": _push, "ls": _ls, "inspect": _inspect, "tag": _tag,
-          "rm": _rm, "prune": _prune, "import": _import, "load": _load, "save": _save}
+          "rm": _rm, "prune": _prune, "import": _import, "load": _load, "save": _save,
+          "history": _history}

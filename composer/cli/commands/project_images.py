@@ -4,6 +4,8 @@
 no ``image`` are skipped, ``pull_policy: never`` and ``build`` are skipped, ``missing`` pulls
 only what the store lacks, ``always`` (and the default policy, as ``docker compose pull``
 does) pulls. ``--ignore-pull-failures`` goes on past a failed pull; ``-q`` prints nothing.
+``push`` pushes the images the project builds (services with both ``build`` and ``image``, as
+``docker compose push`` does); ``--include-deps`` adds the services the named ones depend on.
 ``images`` lists each service's image as the store has it.
 """
 
@@ -24,6 +26,12 @@ def register(commands: Any) -> None:
     pull.add_argument("--ignore-pull-failures", action="store_true")
     pull.add_argument("--policy", choices=("missing", "always"), default=None)
     pull.set_defaults(handler=run_pull)
+    push = commands.add_parser("push", help="push the images the project's services build")
+    push.add_argument("services_selected", nargs="*", metavar="SERVICE")
+    push.add_argument("-q", "--quiet", action="store_true")
+    push.add_argument("--ignore-push-failures", action="store_true")
+    push.add_argument("--include-deps", action="store_true")
+    push.set_defaults(handler=run_push)
     images = commands.add_parser("images", help="list the images of the project's services")
     images.add_argument("services_selected", nargs="*", metavar="SERVICE")
     images.add_argument("-q", "--quiet", action="store_true")
@@ -66,6 +74,32 @@ def run_pull(app: App, options: argparse.Namespace) -> int:
                      progress=(lambda line: None) if options.quiet else app.print)
             except ComposerError as exc:
                 if not options.ignore_pull_failures:
+                    raise
+                app.warn(f"service {name}: {exc}")
+                failed.append(name)
+    return 1 if failed else 0
+
+
+def run_push(app: App, options: argparse.Namespace) -> int:
+    from composer.runtime.images.registry import RegistryClient
+    from composer.runtime.images.transfer import push
+
+    project = _project(app, options)
+    # The loader keeps what the named services depend on; without --include-deps only the
+    # named ones are pushed, as Compose does.
+    chosen = (set(project.services) if options.include_deps or not options.services_selected
+              else set(options.services_selected))
+    failed = []
+    with _store(options) as store, RegistryClient() as client:
+        for name in sorted(chosen):
+            service = project.services[name]
+            if not service.image or service.spec.get("build") is None:
+                continue  # nothing built here to push
+            try:
+                push(store, client, service.image,
+                     progress=(lambda line: None) if options.quiet else app.print)
+            except ComposerError as exc:
+                if not options.ignore_push_failures:
                     raise
                 app.warn(f"service {name}: {exc}")
                 failed.append(name)

@@ -22,6 +22,7 @@ pointing into ``blobs/`` (as Docker 25+ writes), so that ``docker load`` of any 
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import io
 import json
@@ -469,16 +470,32 @@ def import_rootfs(store: ImageStore, tarball: str | os.PathLike[str] | BinaryIO,
     """``docker import``: a one-layer image from a rootfs tarball (gzip, zstd or plain), stored
     as it is. ``config`` is the container config (Env, Cmd, Entrypoint, WorkingDir, Labels...);
     Env gets a PATH when it sets none, since nothing would run without one."""
+    return import_layers(store, [tarball], ref=ref, config=config,
+                         comments=["Imported from tarball"])
+
+
+def import_layers(store: ImageStore, tarballs: Sequence[str | os.PathLike[str] | BinaryIO], *,
+                  ref: str | None = None, config: Mapping[str, Any] | None = None,
+                  comments: Sequence[str] = ()) -> Image:
+    """One image whose layers are ``tarballs``, bottom first, each stored as it is (a layer
+    tarball, gzip, zstd or plain, may hold OCI whiteouts). ``comments[i]`` goes into layer i's
+    history entry. ``config`` as for :func:`import_rootfs`."""
+    if not tarballs:
+        raise ArchiveError("an image needs at least one layer")
     with store.hold(), contextlib.ExitStack() as stack:
-        source = (stack.enter_context(open(tarball, "rb"))
-                  if isinstance(tarball, str | os.PathLike) else tarball)
-        try:
-            layer_digest, layer_size = store.blobs.write(iter(lambda: source.read(_CHUNK), b""))
-        except BlobError as e:
-            raise ArchiveError(f"cannot store the tarball: {e}") from e
-        with store.blobs.open(layer_digest) as blob:
-            media = layer_media_type(blob.read(4))
-        diff_id = store.diff_id(layer_digest)
+        descriptors, diff_ids = [], []
+        for tarball in tarballs:
+            source = (stack.enter_context(open(tarball, "rb"))
+                      if isinstance(tarball, str | os.PathLike) else tarball)
+            try:
+                digest, size = store.blobs.write(iter(functools.partial(source.read, _CHUNK),
+                                                      b""))
+            except BlobError as e:
+                raise ArchiveError(f"cannot store the tarball: {e}") from e
+            with store.blobs.open(digest) as blob:
+                media = layer_media_type(blob.read(4))
+            descriptors.append({"mediaType": media, "digest": digest, "size": size})
+            diff_ids.append(store.diff_id(digest))
         now = datetime.now(UTC).isoformat().replace("+00:00", "Z")
         container = dict(config or {})
         env = [str(e) for e in container.get("Env") or ()]
@@ -486,18 +503,19 @@ def import_rootfs(store: ImageStore, tarball: str | os.PathLike[str] | BinaryIO,
             env.insert(0, DEFAULT_PATH)
         container["Env"] = env
         host = Platform.host()
-        system, arch = host.os, host.architecture
+        history = [{"created": now, "created_by": "composer import",
+                    **({"comment": comments[i]} if i < len(comments) else {})}
+                   for i in range(len(tarballs))]
         config_bytes = canonical_json({
-            "architecture": arch, "os": system, "created": now, "config": container,
-            "rootfs": {"type": "layers", "diff_ids": [diff_id]},
-            "history": [{"created": now, "created_by": "composer import",
-                         "comment": "Imported from tarball"}],
+            "architecture": host.architecture, "os": host.os, "created": now,
+            "config": container, "rootfs": {"type": "layers", "diff_ids": diff_ids},
+            "history": history,
         })
         config_digest = store.blobs.write_bytes(config_bytes)
         manifest = {
             "schemaVersion": 2, "mediaType": OCI_MANIFEST,
             "config": {"mediaType": OCI_CONFIG, "digest": config_digest,
                        "size": len(config_bytes)},
-            "layers": [{"mediaType": media, "digest": layer_digest, "size": layer_size}],
+            "layers": descriptors,
         }
         return store.register(canonical_json(manifest), refs=[ref] if ref else [])

@@ -130,7 +130,8 @@ class ContainerSpec:
 
     def to_json(self) -> dict[str, Any]:
         """A JSON-able dict (tuples as lists), read back by :meth:`from_json`."""
-        return _plain(dataclasses.asdict(self))
+        plain: dict[str, Any] = _plain(dataclasses.asdict(self))
+        return plain
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> ContainerSpec:

@@ -15,7 +15,8 @@ class CgroupSettings:
     """Where one container's cgroup lives, as the OCI runtime is told.
 
     ``path`` for the cgroupfs driver is a cgroup path (``/composer/<group>/<id>``); for the
-    systemd driver it is runc's ``slice:prefix:name`` form (``composer-<group>.slice:composer:<id>``).
+    systemd driver it is runc's ``slice:prefix:name`` form
+    (``composer-<group>.slice:composer:<id>``).
     ``version`` is 2 only on unified hosts; hybrid hosts are 1 (limits go to the v1 controllers).
     """
 

@@ -106,6 +106,36 @@ MIGRATIONS: list[tuple[int, str]] = [
         );
         """,
     ),
+    (
+        2,
+        """
+        -- Containers the engine made: what was asked (spec, as JSON) and what it last saw.
+        -- The OCI runtime and conmon's exit files are the truth for what runs; these rows say
+        -- what to adopt, restart and report after an engine restart.
+        CREATE TABLE containers (
+            id              TEXT PRIMARY KEY NOT NULL,
+            name            TEXT NOT NULL UNIQUE,
+            image_id        TEXT NOT NULL,
+            image_ref       TEXT NOT NULL,
+            spec            TEXT NOT NULL,
+            created         REAL NOT NULL,
+            status          TEXT NOT NULL,
+            started_at      REAL,
+            finished_at     REAL,
+            exit_code       INTEGER,
+            oom_killed      INTEGER NOT NULL DEFAULT 0,
+            restart_count   INTEGER NOT NULL DEFAULT 0,
+            stopped_by_user INTEGER NOT NULL DEFAULT 0,
+            health          TEXT,
+            boot_id         TEXT,
+            conmon_pid      INTEGER,
+            pid             INTEGER,
+            runtime         TEXT
+        );
+        -- Image GC asks "does a container use this image?" for every candidate.
+        CREATE INDEX containers_image_id ON containers(image_id);
+        """,
+    ),
 ]
 
 
@@ -369,6 +399,10 @@ class Store:
             finally:
                 with contextlib.suppress(sqlite3.Error):
                     conn.execute("COMMIT")
+
+    def snapshot(self) -> contextlib.AbstractContextManager[sqlite3.Connection]:
+        """A read transaction for modules that keep their own tables (see state/containers)."""
+        return self._snapshot()
 
     def _busy_error(self, e: sqlite3.OperationalError) -> StoreError:
         if "locked" in str(e) or "busy" in str(e):

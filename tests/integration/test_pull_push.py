@@ -17,6 +17,7 @@ from composer.runtime.images.reference import parse
 from composer.runtime.images.registry import RegistryClient
 from composer.runtime.images.store import ImageStore
 from composer.runtime.images.transfer import pull, push
+from composer.state.layout import open_images
 from tests.integration.conftest import RegistryServer
 from tests.skopeo import run_skopeo
 
@@ -150,7 +151,7 @@ def test_composer_push_for_a_project_pushes_what_it_builds(
     pulled_only = f"{registry.domain}/project/pulled:1"
     state = scratch / "s"
     # Until the builder exists, "built" images are imported under the names compose gives.
-    with ImageStore(state / "images") as store:
+    with open_images(state) as store:
         for ref in (built, other, pulled_only):
             store.import_rootfs(io.BytesIO(rootfs()), ref=ref)
     (scratch / "compose.yaml").write_text(
@@ -181,6 +182,6 @@ def test_composer_push_for_a_project_pushes_what_it_builds(
     assert in_registry(other)
     # db is pulled, not built, and local has no image name: neither is pushed.
     assert not in_registry(pulled_only)
-    with (ImageStore(scratch / "fresh") as fresh, ImageStore(state / "images") as ours,
+    with (ImageStore(scratch / "fresh") as fresh, open_images(state) as ours,
           RegistryClient() as client):
         assert pull(fresh, client, built).id == ours.get(built).id

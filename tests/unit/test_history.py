@@ -9,7 +9,7 @@ from pathlib import Path
 
 from composer.runtime.images.archives import import_layers
 from composer.runtime.images.history import Step, human_size, steps
-from composer.runtime.images.store import ImageStore
+from composer.state.layout import open_images
 from tests.unit.test_cli_image import composer
 
 
@@ -50,7 +50,7 @@ def test_sizes_read_as_docker_prints_them() -> None:
 
 def test_history_of_a_three_layer_image(tmp_path: Path) -> None:
     state = tmp_path / "state"
-    with ImageStore(state / "images") as store:
+    with open_images(state) as store:
         image = import_layers(store, [layer_tar(f"f{i}", b"x" * (10 ** i)) for i in range(3)],
                               ref="local/three:1", comments=["one", "two", "three"])
     assert len(image.layers) == 3

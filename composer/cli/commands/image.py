@@ -69,9 +69,11 @@ def state_root(options: argparse.Namespace) -> str:
 
 
 def run(app: App, options: argparse.Namespace) -> int:
-    from composer.runtime.images.store import ImageStore
+    from pathlib import Path
 
-    with ImageStore(os.path.join(state_root(options), "images")) as store:
+    from composer.state.layout import open_images
+
+    with open_images(Path(state_root(options))) as store:
         handler = _VERBS[options.verb]
         return handler(app, store, options)
 
@@ -145,15 +147,22 @@ def _tag(app: App, store: Any, options: argparse.Namespace) -> int:
     return 0
 
 
+def _in_use(store: Any) -> Any:
+    """Containers keep their images: GC asks the containers table."""
+    from composer.state import containers
+
+    return lambda image_id: containers.image_in_use(store.db, image_id)
+
+
 def _rm(app: App, store: Any, options: argparse.Namespace) -> int:
     for name in options.names:
-        for line in store.remove(name, force=options.force):
+        for line in store.remove(name, force=options.force, in_use=_in_use(store)):
             app.print(line)
     return 0
 
 
 def _prune(app: App, store: Any, options: argparse.Namespace) -> int:
-    for line in store.prune(all=options.all):
+    for line in store.prune(all=options.all, in_use=_in_use(store)):
         app.print(line)
     return 0
 

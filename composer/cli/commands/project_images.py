@@ -12,7 +12,6 @@ does) pulls. ``--ignore-pull-failures`` goes on past a failed pull; ``-q`` print
 from __future__ import annotations
 
 import argparse
-import os
 from typing import Any
 
 from composer.cli.app import App
@@ -49,10 +48,12 @@ def _project(app: App, options: argparse.Namespace) -> Any:
 
 
 def _store(options: argparse.Namespace) -> Any:
-    from composer.cli.commands.image import state_root
-    from composer.runtime.images.store import ImageStore
+    from pathlib import Path
 
-    return ImageStore(os.path.join(state_root(options), "images"))
+    from composer.cli.commands.image import state_root
+    from composer.state.layout import open_images
+
+    return open_images(Path(state_root(options)))
 
 
 def run_pull(app: App, options: argparse.Namespace) -> int:

@@ -179,7 +179,8 @@ def _familiar(ref: str) -> str:
 class ImageStore:
     """Images under ``root``; several processes may use the same root at once."""
 
-    def __init__(self, root: str | os.PathLike[str], *, store: Store | None = None) -> None:
+    def __init__(self, root: str | os.PathLike[str], *, store: Store | None = None,
+                 close_store: bool = False) -> None:
         self.root = Path(root)
         try:
             self.blobs = BlobStore(self.root)
@@ -189,7 +190,9 @@ class ImageStore:
                 raise ImageStoreError(f"{self._layers} is not a directory (a symlink?)")
         except (BlobError, OSError) as e:
             raise ImageStoreError(f"cannot create image store in {self.root}: {e}") from e
-        self._owns_db = store is None
+        # A store of its own (tests, tools) lives in the image root; a state root's ImageStore
+        # shares the root's database, and closes it when told it owns it.
+        self._owns_db = store is None or close_store
         self.db = store if store is not None else Store.open(self.root)
 
     def close(self) -> None:

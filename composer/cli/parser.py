@@ -15,7 +15,16 @@ class _Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from composer.cli.commands import config, image, login, plan, project_images, version
+    from composer.cli.commands import (
+        config,
+        container,
+        engine,
+        image,
+        login,
+        plan,
+        project_images,
+        version,
+    )
     from composer.cli.main import PLANNED
 
     parser = _Parser(prog="composer", description="Run compose projects as real Linux "
@@ -38,6 +47,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--root", metavar="DIR", help="state root (default /var/lib/composer)")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     config.register(commands)
+    container.register(commands)
+    engine.register(commands)
     image.register(commands)
     login.register(commands)
     plan.register(commands)

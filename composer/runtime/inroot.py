@@ -45,7 +45,8 @@ def open_in(root: str | os.PathLike[str] | int, path: str, flags: int = os.O_RDO
     if platform.system() != "Linux":
         raise InRootError("resolving paths inside a container needs Linux (openat2)")
     own = not isinstance(root, int)
-    dirfd = os.open(root, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC) if own else int(root)
+    dirfd = (root if isinstance(root, int) else
+             os.open(root, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC))
     try:
         how = _OpenHow(flags | os.O_CLOEXEC, mode if flags & os.O_CREAT else 0,
                        RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS)

@@ -1,0 +1,225 @@
+"""``container run`` / ``container create`` flags, as Docker spells them, into a ContainerSpec."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from composer.errors import UsageError
+
+
+def add_create_flags(p: Any) -> None:
+    p.add_argument("--name")
+    p.add_argument("-e", "--env", action="append", default=[], metavar="KEY=VALUE")
+    p.add_argument("--env-file", dest="container_env_files", action="append", default=[])
+    p.add_argument("-v", "--volume", action="append", default=[], metavar="SRC:DST[:ro]")
+    p.add_argument("--tmpfs", action="append", default=[], metavar="PATH[:OPTIONS]")
+    p.add_argument("-w", "--workdir")
+    p.add_argument("-u", "--user")
+    p.add_argument("--entrypoint")
+    p.add_argument("-h", "--hostname")
+    p.add_argument("--domainname")
+    p.add_argument("--read-only", action="store_true")
+    p.add_argument("--cap-add", action="append", default=[])
+    p.add_argument("--cap-drop", action="append", default=[])
+    p.add_argument("--privileged", action="store_true")
+    p.add_argument("-m", "--memory")
+    p.add_argument("--memory-swap")
+    p.add_argument("--memory-reservation")
+    p.add_argument("--cpus", type=float)
+    p.add_argument("-c", "--cpu-shares", type=int)
+    p.add_argument("--cpuset-cpus")
+    p.add_argument("--pids-limit", type=int)
+    p.add_argument("--shm-size")
+    p.add_argument("--ulimit", action="append", default=[], metavar="NAME=SOFT[:HARD]")
+    p.add_argument("--sysctl", action="append", default=[], metavar="KEY=VALUE")
+    p.add_argument("--device", action="append", default=[])
+    p.add_argument("--security-opt", action="append", default=[])
+    p.add_argument("--group-add", action="append", default=[])
+    p.add_argument("--ipc")
+    p.add_argument("--pid")
+    p.add_argument("--network", "--net", default="none", metavar="none|host")
+    p.add_argument("--init", action="store_true")
+    p.add_argument("--stop-signal")
+    p.add_argument("--stop-timeout", type=float)
+    p.add_argument("--restart", default="no")
+    p.add_argument("-l", "--label", action="append", default=[])
+    p.add_argument("--log-opt", action="append", default=[], metavar="max-size=10m")
+    p.add_argument("--runtime")
+    p.add_argument("--rm", action="store_true")
+    p.add_argument("-i", "--interactive", action="store_true")
+    p.add_argument("-t", "--tty", action="store_true")
+    p.add_argument("--health-cmd")
+    p.add_argument("--health-interval")
+    p.add_argument("--health-timeout")
+    p.add_argument("--health-retries", type=int)
+    p.add_argument("--health-start-period")
+    p.add_argument("--health-start-interval")
+    p.add_argument("--no-healthcheck", action="store_true")
+    p.add_argument("--pull", choices=("missing", "always", "never"), default="missing")
+    p.add_argument("--platform")
+    p.add_argument("image")
+    p.add_argument("args", nargs=argparse.REMAINDER)
+
+
+def _pairs(items: list[str], what: str) -> dict[str, str]:
+    out = {}
+    for item in items:
+        key, _, value = item.partition("=")
+        if not key:
+            raise UsageError(f"invalid {what} {item!r}: expected KEY=VALUE")
+        out[key] = value
+    return out
+
+
+def _bytes(text: str | None, flag: str) -> int | None:
+    from composer.manifest.shortsyntax import parse_bytes
+
+    if text is None:
+        return None
+    if text == "-1":
+        return -1
+    value = parse_bytes(text)
+    if value is None:
+        raise UsageError(f"invalid size {text!r} for {flag}: use a number with an optional "
+                         "unit (b, k, m, g), as 512m")
+    return value
+
+
+def _seconds(text: str | None, flag: str) -> float | None:
+    from composer.manifest.shortsyntax import parse_duration
+
+    if text is None:
+        return None
+    nanos = parse_duration(text)
+    if nanos is None:
+        raise UsageError(f"invalid duration {text!r} for {flag}: use e.g. 30s, 1m30s, 500ms")
+    return nanos / 1e9
+
+
+def _env(options: argparse.Namespace) -> dict[str, str]:
+    import os
+
+    from composer.manifest.dotenv import read_dotenv
+
+    env: dict[str, str] = {}
+    for path in options.container_env_files:
+        env.update(read_dotenv(path))
+    for item in options.env:
+        key, sep, value = item.partition("=")
+        if not sep:
+            # `-e NAME` passes the caller's value, and nothing when it has none (Docker).
+            if key in os.environ:
+                env[key] = os.environ[key]
+            continue
+        env[key] = value
+    return env
+
+
+def _mounts(options: argparse.Namespace) -> tuple[Any, ...]:
+    import os
+
+    from composer.runtime.spec import Mount
+
+    mounts = []
+    for item in options.volume:
+        parts = item.split(":")
+        if len(parts) < 2 or not parts[0] or not parts[1]:
+            raise UsageError(f"invalid volume {item!r}: expected /host/path:/container/path"
+                             "[:ro] (named volumes come with networks and volumes)")
+        source, target, *rest = parts
+        if not source.startswith(("/", ".")):
+            raise UsageError(f"invalid volume {item!r}: named volumes are not supported yet; "
+                             "give an absolute host path")
+        flags = ",".join(rest).split(",") if rest else []
+        mounts.append(Mount("bind", target, os.path.abspath(source), read_only="ro" in flags,
+                            options=tuple(f for f in flags if f not in ("ro", "rw", ""))))
+    for item in options.tmpfs:
+        target, _, opts = item.partition(":")
+        mounts.append(Mount("tmpfs", target, options=tuple(o for o in opts.split(",") if o)))
+    return tuple(mounts)
+
+
+def _ulimits(items: list[str]) -> dict[str, tuple[int, int]]:
+    out = {}
+    for item in items:
+        name, _, values = item.partition("=")
+        soft, _, hard = values.partition(":")
+        try:
+            out[name] = (int(soft), int(hard or soft))
+        except ValueError:
+            raise UsageError(f"invalid ulimit {item!r}: expected NAME=SOFT[:HARD], as "
+                             "nofile=1024:2048") from None
+    return out
+
+
+def _healthcheck(options: argparse.Namespace) -> Any:
+    from composer.runtime.spec import Healthcheck
+
+    if options.no_healthcheck:
+        return Healthcheck(test=("NONE",))
+    tuning = (options.health_interval, options.health_timeout, options.health_retries,
+              options.health_start_period, options.health_start_interval)
+    if options.health_cmd is None and all(v is None for v in tuning):
+        return None
+    test = ("CMD-SHELL", options.health_cmd) if options.health_cmd is not None else ()
+    return Healthcheck(
+        test=test, interval=_seconds(options.health_interval, "--health-interval"),
+        timeout=_seconds(options.health_timeout, "--health-timeout"),
+        retries=options.health_retries,
+        start_period=_seconds(options.health_start_period, "--health-start-period"),
+        start_interval=_seconds(options.health_start_interval, "--health-start-interval"))
+
+
+def _logging(items: list[str]) -> Any:
+    from composer.runtime.spec import Logging
+
+    opts = _pairs(items, "--log-opt")
+    unknown = set(opts) - {"max-size", "max-file"}
+    if unknown:
+        raise UsageError(f"unknown --log-opt {sorted(unknown)[0]!r}: composer knows max-size "
+                         "and max-file")
+    max_file = int(opts.get("max-file", "1"))
+    return Logging(max_size=_bytes(opts.get("max-size"), "--log-opt max-size"),
+                   max_file=max_file)
+
+
+def spec_from_options(options: argparse.Namespace) -> Any:
+    """The ContainerSpec the flags ask for (UsageError for a malformed value)."""
+    import shlex
+
+    from composer.runtime.spec import ContainerSpec, Device, Resources
+
+    if options.network not in ("none", "host"):
+        raise UsageError(f"--network {options.network}: only 'none' and 'host' exist so far "
+                         "(bridge networks come with compose networks)")
+    devices = []
+    for item in options.device:
+        host, _, rest = item.partition(":")
+        inside, _, perms = rest.partition(":")
+        devices.append(Device(host, inside or host, perms or "rwm"))
+    entrypoint = None
+    if options.entrypoint is not None:
+        entrypoint = tuple(shlex.split(options.entrypoint)) if options.entrypoint else ()
+    return ContainerSpec(
+        image=options.image, name=options.name, entrypoint=entrypoint,
+        command=tuple(options.args) if options.args else None, env=_env(options),
+        user=options.user, working_dir=options.workdir, hostname=options.hostname,
+        domainname=options.domainname, tty=options.tty, stdin_open=options.interactive,
+        read_only=options.read_only, privileged=options.privileged,
+        cap_add=tuple(options.cap_add), cap_drop=tuple(options.cap_drop),
+        mounts=_mounts(options), shm_size=_bytes(options.shm_size, "--shm-size"),
+        ulimits=_ulimits(options.ulimit), sysctls=_pairs(options.sysctl, "--sysctl"),
+        devices=tuple(devices), security_opt=tuple(options.security_opt),
+        group_add=tuple(options.group_add), ipc=options.ipc, pid=options.pid,
+        network=options.network,
+        resources=Resources(memory=_bytes(options.memory, "--memory"),
+                            memory_swap=_bytes(options.memory_swap, "--memory-swap"),
+                            memory_reservation=_bytes(options.memory_reservation,
+                                                      "--memory-reservation"),
+                            cpus=options.cpus, cpu_shares=options.cpu_shares,
+                            cpuset_cpus=options.cpuset_cpus, pids_limit=options.pids_limit),
+        init=options.init, stop_signal=options.stop_signal,
+        stop_grace_period=options.stop_timeout, healthcheck=_healthcheck(options),
+        restart=options.restart, labels=_pairs(options.label, "--label"),
+        logging=_logging(options.log_opt), runtime=options.runtime, auto_remove=options.rm)

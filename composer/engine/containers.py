@@ -1,0 +1,596 @@
+"""The engine's containers: create, start, stop, remove, and what happens when one exits.
+
+Each container has a row in the store (what was asked, what was last seen), a directory under
+the state root (overlay upper/work/merged, the bundle, the log) and, while it runs, a conmon
+process holding its stdio and waiting to write its exit code (files under the run root). The
+engine is never needed for a container to keep running: it learns of an exit from a pidfd on
+conmon, and a new engine learns the same from conmon's exit files (see :meth:`adopt`).
+
+Every change to one container happens under that container's lock; the store is updated
+after the host changed, so a crash in between leaves a row that describes less than what
+exists, which :meth:`adopt` and ``rm`` converge from.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import secrets
+import shutil
+import signal as signals
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from composer.engine import names
+from composer.engine.supervisor import Supervisor, Timer
+from composer.errors import ComposerError
+from composer.runtime import bundle, cgroups, monitor, rootfs
+from composer.runtime.images.store import Image, ImageStore
+from composer.runtime.inroot import read_text
+from composer.runtime.oci import OCIRuntime, find_runtime
+from composer.runtime.spec import ContainerSpec, Mount
+from composer.state import containers as rows
+from composer.state.containers import ContainerRow
+from composer.state.layout import Layout
+from composer.state.store import Store
+
+log = logging.getLogger("composer.engine")
+
+TINI = "/usr/bin/tini-static"
+DEFAULT_GRACE = 10.0
+BOOT_ID = Path("/proc/sys/kernel/random/boot_id")
+RUNNING = ("running", "paused")
+
+
+class ContainerError(ComposerError):
+    """A container operation cannot be done as asked."""
+
+
+class NoSuchContainer(ContainerError):
+    pass
+
+
+class Conflict(ContainerError):
+    pass
+
+
+def boot_id() -> str:
+    # Tests simulate a reboot by pointing this elsewhere.
+    path = os.environ.get("COMPOSER_BOOT_ID_FILE") or str(BOOT_ID)
+    return Path(path).read_text().strip()
+
+
+class ContainerManager:
+    """All container operations of one engine (one state root)."""
+
+    def __init__(self, layout: Layout, db: Store, images: ImageStore,
+                 supervisor: Supervisor, *,
+                 pull: Callable[[str], Image] | None = None) -> None:
+        self.layout = layout
+        self.db = db
+        self.images = images
+        self.supervisor = supervisor
+        self._pull = pull
+        self._locks: dict[str, threading.RLock] = {}
+        self._locks_guard = threading.Lock()
+        self.changed = threading.Condition()  # notified whenever a container's status changes
+        self._restarts: dict[str, Timer] = {}
+        self._delays: dict[str, float] = {}
+        self.health: Any = None  # set by the engine app (probes.HealthChecks)
+        self.cgroup_host = cgroups.detect()
+        self.boot_id = boot_id()
+
+    # -- helpers --------------------------------------------------------------------------------
+
+    def lock(self, container_id: str) -> threading.RLock:
+        with self._locks_guard:
+            return self._locks.setdefault(container_id, threading.RLock())
+
+    def find(self, ref: str) -> ContainerRow:
+        row = rows.find(self.db, ref)
+        if row is None:
+            raise NoSuchContainer(f"No such container: {ref}")
+        return row
+
+    def spec(self, row: ContainerRow) -> ContainerSpec:
+        return ContainerSpec.from_json(row.spec)
+
+    def image_config(self, row: ContainerRow) -> dict[str, Any]:
+        image = self.images.get(row.image_id)
+        if image is None:
+            raise ContainerError(f"container {row.name}: its image {row.image_id} is gone")
+        config = image.config.get("config") or {}
+        return dict(config)
+
+    def runtime(self, row: ContainerRow | ContainerSpec) -> OCIRuntime:
+        """The OCI runtime of a container, with its own state root (one per runtime)."""
+        chosen = find_runtime(row.runtime, self.layout.runtime_root("probe"))
+        return replace(chosen, root=str(self.layout.runtime_root(chosen.name)))
+
+    def files(self, container_id: str) -> monitor.MonitorFiles:
+        return monitor.MonitorFiles(self.layout.monitor_dir(container_id))
+
+    def log_path(self, container_id: str) -> Path:
+        return self.layout.container_dir(container_id) / "container.log"
+
+    def cgroup(self, row: ContainerRow) -> cgroups.CgroupSettings:
+        group = str(row.spec.get("labels", {}).get("com.docker.compose.project") or "default")
+        return cgroups.settings_for(self.cgroup_host, group, row.id)
+
+    def _notify(self) -> None:
+        with self.changed:
+            self.changed.notify_all()
+
+    def _set(self, container_id: str, **fields: Any) -> None:
+        rows.update(self.db, container_id, **fields)
+        self._notify()
+
+    def pull_image(self, ref: str) -> Image:
+        if self._pull is None:
+            raise ContainerError(f"cannot pull {ref}: this engine has no registry client")
+        return self._pull(ref)
+
+    # -- create ---------------------------------------------------------------------------------
+
+    def create(self, spec: ContainerSpec) -> ContainerRow:
+        image = self.images.get(spec.image)
+        if image is None:
+            if self._pull is None:
+                raise ContainerError(f"No such image: {spec.image}")
+            image = self._pull(spec.image)
+        if spec.name is not None and not names.valid(spec.name):
+            raise ContainerError(f'Invalid container name "{spec.name}": only '
+                                 "[a-zA-Z0-9][a-zA-Z0-9_.-] are allowed")
+        container_id = secrets.token_hex(32)
+        name = spec.name or names.generated({r.name for r in rows.all_rows(self.db)})
+        spec = replace(spec, name=name)
+        # Runtime found now, so that a missing one fails the create, not a later start.
+        runtime = self.runtime(spec)
+        bundle.bundle_warnings(spec)
+        row = ContainerRow(id=container_id, name=name, image_id=image.id,
+                           image_ref=spec.image, spec=spec.to_json(), created=time.time(),
+                           status="created", runtime=spec.runtime or runtime.name)
+        self.layout.container_dir(container_id).mkdir(parents=True, mode=0o700)
+        try:
+            rows.insert(self.db, row)
+        except BaseException:
+            shutil.rmtree(self.layout.container_dir(container_id), ignore_errors=True)
+            raise
+        self._notify()
+        return row
+
+    # -- start ----------------------------------------------------------------------------------
+
+    def start(self, ref: str, *,
+              attach: Callable[[monitor.MonitorFiles], None] | None = None) -> ContainerRow:
+        """Start it (a running one is left alone). ``attach`` is called once conmon holds
+        the container's stdio and before the process runs, so an attached client misses
+        nothing of its output."""
+        row = self.find(ref)
+        with self.lock(row.id):
+            row = self.find(row.id)
+            if row.status in RUNNING:
+                return row
+            self._cancel_restart(row.id)
+            self._launch(row, attach=attach)
+            self._set(row.id, stopped_by_user=False)
+            return self.find(row.id)
+
+    def _launch(self, row: ContainerRow, *,
+                attach: Callable[[monitor.MonitorFiles], None] | None = None) -> None:
+        """Mount, write the bundle, start conmon and the container; record it running."""
+        spec = self.spec(row)
+        image = self.images.get(row.image_id)
+        if image is None:
+            raise ContainerError(f"container {row.name}: its image {row.image_id} is gone")
+        image_config = dict(image.config.get("config") or {})
+        cdir = self.layout.container_dir(row.id)
+        merged = rootfs.mount(cdir, self.images.lower_dirs(image))
+        ctx = bundle.BundleContext(
+            container_id=row.id, rootfs=str(merged), cgroup=self.cgroup(row),
+            passwd=read_text(merged, "/etc/passwd"), group=read_text(merged, "/etc/group"),
+            init_path=TINI if spec.init else None,
+            extra_mounts=self._etc_files(row, spec), rlimits=_own_rlimits(),
+            namespace_paths=self._namespace_paths(spec),
+            annotations={"composer.container.name": row.name})
+        config = bundle.oci_config(spec, image_config, ctx)
+        bundle_dir = cdir / "bundle"
+        bundle_dir.mkdir(exist_ok=True, mode=0o700)
+        _write_json(bundle_dir / "config.json", config)
+        runtime = self.runtime(row)
+        files = self.files(row.id)
+        # A previous run's runtime state and exit files would confuse the new one.
+        runtime.delete(row.id, force=True)
+        shutil.rmtree(files.directory, ignore_errors=True)
+        files.directory.mkdir(parents=True, mode=0o700)
+        launched = monitor.launch(runtime, row.id, bundle_dir, files,
+                                  log_path=self.log_path(row.id), name=row.name,
+                                  terminal=spec.tty, stdin=spec.stdin_open,
+                                  log_size_max=spec.logging.max_size)
+        try:
+            if attach is not None:
+                attach(files)
+            runtime.start(row.id)
+        except BaseException:
+            with contextlib.suppress(ComposerError):
+                runtime.delete(row.id, force=True)
+            raise
+        self._set(row.id, status="running", started_at=time.time(), finished_at=None,
+                  exit_code=None, oom_killed=False, pid=launched.pid,
+                  conmon_pid=launched.conmon_pid, boot_id=self.boot_id)
+        self._watch(row.id, launched.conmon_pid)
+        if self.health is not None:
+            self.health.begin(row.id, spec, image_config)
+
+    def _watch(self, container_id: str, conmon_pid: int) -> None:
+        if not self.supervisor.watch(container_id, conmon_pid,
+                                     lambda: self.on_exit(container_id)):
+            self.supervisor.submit(lambda: self.on_exit(container_id))
+
+    def _etc_files(self, row: ContainerRow, spec: ContainerSpec) -> tuple[Mount, ...]:
+        """/etc/hostname, /etc/hosts and /etc/resolv.conf, written per container as Docker
+        does, and bind-mounted over the image's."""
+        cdir = self.layout.container_dir(row.id)
+        hostname = bundle.hostname_of(spec, row.id)
+        if spec.network == "host" and spec.hostname is None:
+            hostname = os.uname().nodename
+        (cdir / "hostname").write_text(hostname + "\n")
+        if spec.network == "host":
+            hosts = _read_host("/etc/hosts") or "127.0.0.1\tlocalhost\n"
+        else:
+            hosts = ("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n"
+                     "fe00::0\tip6-localnet\nff00::0\tip6-mcastprefix\n"
+                     "ff02::1\tip6-allnodes\nff02::2\tip6-allrouters\n")
+        (cdir / "hosts").write_text(hosts)
+        (cdir / "resolv.conf").write_text(_read_host("/etc/resolv.conf") or "")
+        return tuple(Mount("bind", f"/etc/{n}", str(cdir / n), read_only=spec.read_only)
+                     for n in ("hostname", "hosts", "resolv.conf"))
+
+    def _namespace_paths(self, spec: ContainerSpec) -> dict[str, str]:
+        paths: dict[str, str] = {}
+        for kind, value in (("ipc", spec.ipc), ("pid", spec.pid)):
+            if value and value.startswith(("container:", "service:")):
+                other = self.find(value.split(":", 1)[1])
+                if other.status != "running" or other.pid is None:
+                    raise ContainerError(f"cannot join the {kind} namespace of {other.name}: "
+                                         "it is not running")
+                paths[kind] = f"/proc/{other.pid}/ns/{kind}"
+        return paths
+
+    # -- exits, restarts ------------------------------------------------------------------------
+
+    def on_exit(self, container_id: str) -> None:
+        """conmon has exited (or is found gone): record the exit, apply the restart policy."""
+        row = rows.get(self.db, container_id)
+        if row is None:
+            return
+        with self.lock(container_id):
+            row = rows.get(self.db, container_id)
+            if row is None or row.status not in (*RUNNING, "restarting"):
+                return
+            if row.status == "restarting" and container_id in self._restarts:
+                return
+            status = monitor.exit_status(self.files(container_id))
+            runtime = self.runtime(row)
+            state = runtime.state(container_id)
+            if status is None and state is not None and state.get("status") == "running":
+                # conmon is gone but the container runs: nobody will record its exit. Stop it
+                # rather than leave it unsupervised.
+                log.warning("container %s lost its monitor; killing it", row.name)
+                runtime.kill(container_id, "SIGKILL", all=True)
+            settings = self.cgroup(row)
+            oom = bool(status and status.oom_killed) or cgroups.oom_killed(settings,
+                                                                           self.cgroup_host)
+            code = status.code if status is not None else 255
+            finished = status.finished_at if status is not None else time.time()
+            runtime.delete(container_id, force=True)
+            with contextlib.suppress(ComposerError):
+                cgroups.remove(settings, self.cgroup_host)
+            if self.health is not None:
+                self.health.end(container_id)
+            self._set(container_id, status="exited", exit_code=code, finished_at=finished,
+                      oom_killed=oom, pid=None, conmon_pid=None)
+            log.info("container %s exited with %d", row.name, code)
+            if self._maybe_restart(row, code, finished):
+                return
+            spec = self.spec(row)
+            if spec.auto_remove:
+                self.supervisor.submit(lambda: self._remove_quietly(container_id))
+            else:
+                with contextlib.suppress(ComposerError):
+                    rootfs.unmount(self.layout.container_dir(container_id))
+
+    def _maybe_restart(self, row: ContainerRow, code: int, finished: float) -> bool:
+        from composer.engine.restart import RestartPolicy, restart_delay, should_restart
+
+        policy = RestartPolicy.parse(self.spec(row).restart)
+        if not should_restart(policy, exit_code=code, restart_count=row.restart_count,
+                              stopped_by_user=row.stopped_by_user):
+            self._delays.pop(row.id, None)
+            return False
+        ran_for = finished - (row.started_at or finished)
+        delay = restart_delay(self._delays.get(row.id), ran_for)
+        self._delays[row.id] = delay
+        self._set(row.id, status="restarting")
+        self._restarts[row.id] = self.supervisor.call_later(
+            delay, lambda: self._restart(row.id))
+        return True
+
+    def _restart(self, container_id: str) -> None:
+        with self.lock(container_id):
+            self._restarts.pop(container_id, None)
+            row = rows.get(self.db, container_id)
+            if row is None or row.status != "restarting":
+                return
+            try:
+                self._launch(row)
+                self._set(container_id, restart_count=row.restart_count + 1)
+            except ComposerError as e:
+                log.error("restarting %s failed: %s", row.name, e)
+                self._set(container_id, status="exited")
+
+    def _cancel_restart(self, container_id: str) -> None:
+        timer = self._restarts.pop(container_id, None)
+        if timer is not None:
+            timer.cancel()
+
+    # -- stop, kill, pause ----------------------------------------------------------------------
+
+    def stop(self, ref: str, *, timeout: float | None = None,
+             signal: str | None = None) -> ContainerRow:
+        row = self.find(ref)
+        with self.lock(row.id):
+            row = self.find(row.id)
+            self._set(row.id, stopped_by_user=True)
+            self._cancel_restart(row.id)
+            if row.status == "restarting":
+                self._set(row.id, status="exited")
+            if row.status not in RUNNING:
+                return self.find(row.id)
+            spec = self.spec(row)
+            runtime = self.runtime(row)
+            grace = timeout if timeout is not None else (
+                spec.stop_grace_period if spec.stop_grace_period is not None else DEFAULT_GRACE)
+            sig = signal or bundle.effective_stop_signal(spec, self.image_config(row))
+            runtime.kill(row.id, bundle.signal_number(sig))
+            if row.status == "paused":
+                runtime.resume(row.id)  # a frozen process cannot act on a signal
+        if not self.wait_exit(row.id, grace):
+            with self.lock(row.id):
+                self.runtime(row).kill(row.id, signals.SIGKILL, all=True)
+            self.wait_exit(row.id, 30)
+        return self.find(row.id)
+
+    def kill(self, ref: str, signal: str = "SIGKILL") -> None:
+        row = self.find(ref)
+        with self.lock(row.id):
+            row = self.find(row.id)
+            if row.status not in RUNNING:
+                raise Conflict(f"Cannot kill container: {ref}: container {row.id} is not "
+                               "running")
+            number = bundle.signal_number(signal)
+            spec = self.spec(row)
+            stop_sig = bundle.signal_number(bundle.effective_stop_signal(
+                spec, self.image_config(row)))
+            if number in (signals.SIGKILL, stop_sig):
+                # As Docker: a container the user killed is not restarted by its policy.
+                self._set(row.id, stopped_by_user=True)
+            self.runtime(row).kill(row.id, number, all=number == signals.SIGKILL)
+            if row.status == "paused" and number == signals.SIGKILL:
+                self.runtime(row).resume(row.id)
+
+    def pause(self, ref: str) -> None:
+        row = self.find(ref)
+        with self.lock(row.id):
+            row = self.find(row.id)
+            if row.status != "running":
+                raise Conflict(f"Container {row.id} is not running")
+            self.runtime(row).pause(row.id)
+            self._set(row.id, status="paused")
+
+    def unpause(self, ref: str) -> None:
+        row = self.find(ref)
+        with self.lock(row.id):
+            row = self.find(row.id)
+            if row.status != "paused":
+                raise Conflict(f"Container {row.id} is not paused")
+            self.runtime(row).resume(row.id)
+            self._set(row.id, status="running")
+
+    def restart(self, ref: str, *, timeout: float | None = None) -> ContainerRow:
+        row = self.stop(ref, timeout=timeout)
+        return self.start(row.id)
+
+    def wait_exit(self, container_id: str, timeout: float | None) -> bool:
+        """Wait until the container is not running (nor paused); False on timeout."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with self.changed:
+            while True:
+                row = rows.get(self.db, container_id)
+                if row is None or row.status not in RUNNING:
+                    return True
+                left = None if deadline is None else deadline - time.monotonic()
+                if left is not None and left <= 0:
+                    return False
+                self.changed.wait(timeout=0.5 if left is None else min(left, 0.5))
+
+    def wait(self, ref: str, *, condition: str = "not-running") -> int:
+        """``docker wait``: block until it exits, return its exit code."""
+        row = self.find(ref)
+        with self.changed:
+            while True:
+                current = rows.get(self.db, row.id)
+                if current is None:
+                    return row.exit_code if row.exit_code is not None else 0
+                done = current.status == "exited" if condition == "next-exit" else (
+                    current.status in ("exited", "created", "dead"))
+                if done and condition != "removed":
+                    return current.exit_code if current.exit_code is not None else 0
+                self.changed.wait(timeout=0.5)
+
+    def wait_removed(self, container_id: str, timeout: float) -> bool:
+        deadline = time.monotonic() + timeout
+        with self.changed:
+            while rows.get(self.db, container_id) is not None:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return False
+                self.changed.wait(timeout=min(left, 0.5))
+        return True
+
+    # -- remove ---------------------------------------------------------------------------------
+
+    def remove(self, ref: str, *, force: bool = False) -> str:
+        row = self.find(ref)
+        with self.lock(row.id):
+            row = self.find(row.id)
+            if row.status in RUNNING:
+                if not force:
+                    raise Conflict(
+                        f"cannot remove container \"/{row.name}\": container is running: stop "
+                        "the container before removing or force remove")
+                self._set(row.id, stopped_by_user=True)
+                self.runtime(row).kill(row.id, signals.SIGKILL, all=True)
+                if row.status == "paused":
+                    self.runtime(row).resume(row.id)
+        if row.status in RUNNING:
+            self.wait_exit(row.id, 30)
+        with self.lock(row.id):
+            self._cancel_restart(row.id)
+            self._destroy(self.find(row.id))
+        return row.id
+
+    def _remove_quietly(self, container_id: str) -> None:
+        with contextlib.suppress(NoSuchContainer):
+            self.remove(container_id, force=True)
+
+    def _destroy(self, row: ContainerRow) -> None:
+        """Everything of a stopped container, host objects first, then its row."""
+        self.supervisor.unwatch(row.id)
+        if self.health is not None:
+            self.health.end(row.id)
+        runtime = self.runtime(row)
+        runtime.delete(row.id, force=True)
+        with contextlib.suppress(ComposerError):
+            cgroups.remove(self.cgroup(row), self.cgroup_host)
+        rootfs.remove(self.layout.container_dir(row.id))
+        shutil.rmtree(self.files(row.id).directory, ignore_errors=True)
+        rows.delete(self.db, row.id)
+        self._delays.pop(row.id, None)
+        with self._locks_guard:
+            self._locks.pop(row.id, None)
+        self._notify()
+
+    # -- adoption -------------------------------------------------------------------------------
+
+    def adopt(self) -> None:
+        """At engine start: take over what runs, learn what ended, clean up after a reboot."""
+        previous = _read(self.layout.boot_id_file)
+        rebooted = previous != self.boot_id
+        if rebooted:
+            self._clean_after_reboot(previous)
+        for row in rows.all_rows(self.db):
+            if rebooted and row.status in (*RUNNING, "restarting"):
+                self._after_reboot(row)
+                continue
+            if row.status in RUNNING:
+                pid = monitor.conmon_pid(self.files(row.id))
+                if pid is not None and self.supervisor.watch(
+                        row.id, pid, lambda cid=row.id: self.on_exit(cid)):  # type: ignore[misc]
+                    if self.health is not None:
+                        spec = self.spec(row)
+                        self.health.begin(row.id, spec, self.image_config(row),
+                                          saved=row.health, started_at=row.started_at)
+                    continue
+                self.supervisor.submit(lambda cid=row.id: self.on_exit(cid))  # type: ignore[misc]
+            elif row.status == "restarting":
+                self._restarts[row.id] = self.supervisor.call_later(
+                    0, lambda cid=row.id: self._restart(cid))  # type: ignore[misc]
+        self.layout.run.mkdir(parents=True, exist_ok=True)
+        self.layout.boot_id_file.write_text(self.boot_id + "\n")
+
+    def _clean_after_reboot(self, previous: str | None) -> None:
+        """The run root describes processes of another boot: none of them exists any more."""
+        log.info("new boot (was %s, now %s): cleaning stale runtime state", previous,
+                 self.boot_id)
+        for stale in (self.layout.run / "runtimes", self.layout.run / "containers"):
+            shutil.rmtree(stale, ignore_errors=True)
+
+    def _after_reboot(self, row: ContainerRow) -> None:
+        from composer.engine.restart import RestartPolicy, restart_at_boot
+
+        with contextlib.suppress(ComposerError):
+            rootfs.unmount(self.layout.container_dir(row.id))
+        with contextlib.suppress(ComposerError):
+            cgroups.remove(self.cgroup(row), self.cgroup_host)
+        self._set(row.id, status="exited", exit_code=255 if row.exit_code is None
+                  else row.exit_code, pid=None, conmon_pid=None,
+                  finished_at=row.finished_at or time.time())
+        policy = RestartPolicy.parse(self.spec(row).restart)
+        if restart_at_boot(policy, stopped_by_user=row.stopped_by_user):
+            try:
+                self._launch(self.find(row.id))
+            except ComposerError as e:
+                log.error("starting %s after the reboot failed: %s", row.name, e)
+
+    # -- reading --------------------------------------------------------------------------------
+
+    def list(self, *, all: bool = False) -> list[ContainerRow]:
+        found = rows.all_rows(self.db)
+        return found if all else [r for r in found if r.status in (*RUNNING, "restarting")]
+
+    def logs(self, ref: str, *, follow: bool = False, since_ns: int | None = None,
+             until_ns: int | None = None, tail: int | None = None) -> Iterator[Any]:
+        from composer.runtime import logs
+
+        row = self.find(ref)
+        path = self.log_path(row.id)
+        if not follow:
+            yield from logs.read(path, since_ns=since_ns, until_ns=until_ns, tail=tail)
+            return
+
+        def stopped() -> bool:
+            current = rows.get(self.db, row.id)
+            return current is None or current.status in ("exited", "created", "dead")
+
+        for line in logs.follow(path, since_ns=since_ns, tail=tail, stop=stopped, poll=0.02):
+            if until_ns is not None and line.time_ns > until_ns:
+                return
+            yield line
+
+
+def _own_rlimits() -> dict[str, tuple[int, int]]:
+    import resource
+
+    out = {}
+    for name in ("nofile", "nproc", "core", "memlock", "stack"):
+        number = getattr(resource, f"RLIMIT_{name.upper()}")
+        soft, hard = resource.getrlimit(number)
+        out[name] = (soft, hard)
+    return out
+
+
+def _write_json(path: Path, value: Any) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(value, indent=1))
+    os.replace(tmp, path)
+
+
+def _read(path: Path) -> str | None:
+    try:
+        return path.read_text().strip() or None
+    except OSError:
+        return None
+
+
+def _read_host(path: str) -> str | None:
+    try:
+        return Path(path).read_text()
+    except OSError:
+        return None

@@ -1,0 +1,140 @@
+"""An engine of the test's own, driven through the CLI as a user drives it.
+
+``engine`` gives a state root under the test's tmp dir holding the busybox test image as
+``local/busybox:latest``, and a ``cli(...)`` that runs ``composer --root ROOT ...``. The engine
+starts on demand at the first container command. Teardown removes every container the test
+made, stops the engine by its pid, then checks that nothing leaked: no mount under the root,
+no process naming the root, no cgroup of the test's containers, no runtime state.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+IMAGE = "local/busybox:latest"
+
+
+def _needs(binary: str) -> None:
+    if shutil.which(binary) is None:
+        pytest.skip(f"{binary} is not installed (scripts/setup.sh installs it)")
+
+
+@dataclass
+class Engine:
+    root: Path
+    ids: set[str] = field(default_factory=set)
+
+    def cli(self, *args: str, stdin: bytes | None = None, timeout: float = 120,
+            check: bool = False) -> subprocess.CompletedProcess[str]:
+        env = {"PATH": os.environ.get("PATH", os.defpath), "PYTHONPATH": str(ROOT),
+               "HOME": str(self.root / "home"), "LANG": "C.UTF-8",
+               **{k: v for k, v in os.environ.items() if k == "COMPOSER_BOOT_ID_FILE"}}
+        done = subprocess.run([sys.executable, "-m", "composer", "--root", str(self.root),
+                               *args], input=stdin, capture_output=True, env=env,
+                              timeout=timeout)
+        result = subprocess.CompletedProcess(done.args, done.returncode,
+                                             done.stdout.decode(errors="replace"),
+                                             done.stderr.decode(errors="replace"))
+        if check and result.returncode != 0:
+            raise AssertionError(f"composer {' '.join(args)} exited {result.returncode}: "
+                                 f"{result.stderr}")
+        return result
+
+    def run_detached(self, *args: str) -> str:
+        done = self.cli("container", "run", "-d", *args, check=True)
+        container_id = done.stdout.strip().splitlines()[-1]
+        self.ids.add(container_id)
+        return container_id
+
+    def inspect(self, name: str) -> dict[str, Any]:
+        done = self.cli("container", "inspect", name, check=True)
+        found: dict[str, Any] = json.loads(done.stdout)[0]
+        self.ids.add(found["Id"])
+        return found
+
+    def wait_for(self, name: str, predicate: Any, timeout: float = 30,
+                 what: str = "condition") -> dict[str, Any]:
+        deadline = time.monotonic() + timeout
+        while True:
+            state = self.inspect(name)
+            if predicate(state):
+                return state
+            if time.monotonic() > deadline:
+                raise AssertionError(f"{name}: no {what} after {timeout} s: {state['State']}")
+            time.sleep(0.1)
+
+    def engine_pid(self) -> int | None:
+        try:
+            pid = int((self.root / "run" / "engine.pid").read_text())
+        except (OSError, ValueError):
+            return None
+        return pid if Path(f"/proc/{pid}").exists() else None
+
+
+def _processes_naming(text: str) -> list[str]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+        except OSError:
+            continue
+        if text in cmdline:
+            found.append(f"{entry.name}: {cmdline}")
+    return found
+
+
+def _mounts_under(path: Path) -> list[str]:
+    text = Path("/proc/self/mountinfo").read_text()
+    return [line.split()[4] for line in text.splitlines()
+            if line.split()[4].startswith(str(path))]
+
+
+@pytest.fixture
+def engine(tmp_path: Path) -> Iterator[Engine]:
+    if os.geteuid() != 0:
+        pytest.skip("containers need root")
+    for binary in ("runc", "conmon"):
+        _needs(binary)
+    from composer.state.layout import open_images
+    from tests.images import busybox_image
+
+    root = tmp_path / "root"
+    with open_images(root) as store:
+        busybox_image(store, IMAGE)
+    (root / "home").mkdir()
+    engine = Engine(root)
+    try:
+        yield engine
+    finally:
+        listed = engine.cli("container", "ls", "-aq", "--no-trunc")
+        ids = set(listed.stdout.split()) | engine.ids
+        for container_id in listed.stdout.split():
+            engine.cli("container", "rm", "-f", container_id)
+        engine.cli("engine", "stop")
+        leaked = {
+            "processes": _processes_naming(str(root)),
+            "mounts": _mounts_under(root),
+            "cgroups": [str(p) for p in Path("/sys/fs/cgroup").glob("**/composer/**")
+                        if any(i in p.name for i in ids)],
+            "runtime state": [str(p) for p in (root / "run" / "runtimes").glob("*/*")]
+            if (root / "run" / "runtimes").is_dir() else [],
+        }
+        for pid_line in leaked["processes"]:
+            # Clean what this test left, by pid, before failing it.
+            with __import__("contextlib").suppress(OSError):
+                os.kill(int(pid_line.split(":")[0]), 9)
+        assert not any(leaked.values()), f"leaked: {leaked}"

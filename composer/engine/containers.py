@@ -82,6 +82,9 @@ class ContainerManager:
         self.changed = threading.Condition()  # notified whenever a container's status changes
         self._restarts: dict[str, Timer] = {}
         self._delays: dict[str, float] = {}
+        self._rotating: set[str] = set()
+        # Exit codes of containers removed on exit (--rm): `run` and `wait` still answer them.
+        self._removed_exits: dict[str, int] = {}
         self.health: Any = None  # set by the engine app (probes.HealthChecks)
         self.cgroup_host = cgroups.detect()
         self.boot_id = boot_id()
@@ -178,12 +181,12 @@ class ContainerManager:
             if row.status in RUNNING:
                 return row
             self._cancel_restart(row.id)
-            self._launch(row, attach=attach)
-            self._set(row.id, stopped_by_user=False)
+            self._launch(row, attach=attach, user_start=True)
             return self.find(row.id)
 
     def _launch(self, row: ContainerRow, *,
-                attach: Callable[[monitor.MonitorFiles], None] | None = None) -> None:
+                attach: Callable[[monitor.MonitorFiles], None] | None = None,
+                user_start: bool = False) -> None:
         """Mount, write the bundle, start conmon and the container; record it running."""
         spec = self.spec(row)
         image = self.images.get(row.image_id)
@@ -206,12 +209,16 @@ class ContainerManager:
         runtime = self.runtime(row)
         files = self.files(row.id)
         # A previous run's runtime state and exit files would confuse the new one.
-        runtime.delete(row.id, force=True)
+        if runtime.knows(row.id):
+            runtime.delete(row.id, force=True)
         shutil.rmtree(files.directory, ignore_errors=True)
         files.directory.mkdir(parents=True, mode=0o700)
         launched = monitor.launch(runtime, row.id, bundle_dir, files,
                                   log_path=self.log_path(row.id), name=row.name,
                                   terminal=spec.tty, stdin=spec.stdin_open,
+                                  # An attached client's end of input is the container's
+                                  # (Docker's StdinOnce for `run -i`).
+                                  stdin_once=attach is not None and spec.stdin_open,
                                   log_size_max=spec.logging.max_size)
         try:
             if attach is not None:
@@ -221,12 +228,39 @@ class ContainerManager:
             with contextlib.suppress(ComposerError):
                 runtime.delete(row.id, force=True)
             raise
+        # One write: every commit is an fsync (the store is synchronous=FULL).
+        started: dict[str, Any] = {"stopped_by_user": False} if user_start else {}
         self._set(row.id, status="running", started_at=time.time(), finished_at=None,
                   exit_code=None, oom_killed=False, pid=launched.pid,
-                  conmon_pid=launched.conmon_pid, boot_id=self.boot_id)
+                  conmon_pid=launched.conmon_pid, boot_id=self.boot_id, **started)
         self._watch(row.id, launched.conmon_pid)
+        self._keep_rotating(row.id, spec)
         if self.health is not None:
             self.health.begin(row.id, spec, image_config)
+
+    def _keep_rotating(self, container_id: str, spec: ContainerSpec) -> None:
+        """conmon starts a new file past max-size; keep max-file of them (logs.LogRotation),
+        checking often enough that a rotation is never missed while the engine runs."""
+        if spec.logging.max_size is None or spec.logging.max_file <= 1:
+            return
+        from composer.runtime.logs import LogRotation
+
+        with self._locks_guard:
+            if container_id in self._rotating:
+                return  # a restart: the ticks of the first start go on
+            self._rotating.add(container_id)
+        rotation = LogRotation(self.log_path(container_id), spec.logging.max_file)
+
+        def tick() -> None:
+            rotation.check()
+            row = rows.get(self.db, container_id)
+            if row is not None and row.status in (*RUNNING, "restarting"):
+                self.supervisor.call_later(0.1, tick)
+            else:
+                with self._locks_guard:
+                    self._rotating.discard(container_id)
+
+        tick()
 
     def _watch(self, container_id: str, conmon_pid: int) -> None:
         if not self.supervisor.watch(container_id, conmon_pid,
@@ -278,20 +312,24 @@ class ContainerManager:
                 return
             status = monitor.exit_status(self.files(container_id))
             runtime = self.runtime(row)
-            state = runtime.state(container_id)
-            if status is None and state is not None and state.get("status") == "running":
+            state = runtime.state(container_id) if status is None else None
+            if state is not None and state.get("status") == "running":
                 # conmon is gone but the container runs: nobody will record its exit. Stop it
                 # rather than leave it unsupervised.
                 log.warning("container %s lost its monitor; killing it", row.name)
                 runtime.kill(container_id, "SIGKILL", all=True)
             settings = self.cgroup(row)
-            oom = bool(status and status.oom_killed) or cgroups.oom_killed(settings,
-                                                                           self.cgroup_host)
             code = status.code if status is not None else 255
+            # The OOM killer kills with SIGKILL: only an exit of 137 needs the cgroup's word.
+            oom = bool(status and status.oom_killed) or (
+                code == 137 and cgroups.oom_killed(settings, self.cgroup_host))
             finished = status.finished_at if status is not None else time.time()
-            runtime.delete(container_id, force=True)
             with contextlib.suppress(ComposerError):
                 cgroups.remove(settings, self.cgroup_host)
+            if status is not None:
+                runtime.forget_stopped(container_id)
+            elif runtime.knows(container_id):
+                runtime.delete(container_id, force=True)
             if self.health is not None:
                 self.health.end(container_id)
             self._set(container_id, status="exited", exit_code=code, finished_at=finished,
@@ -301,7 +339,10 @@ class ContainerManager:
                 return
             spec = self.spec(row)
             if spec.auto_remove:
-                self.supervisor.submit(lambda: self._remove_quietly(container_id))
+                self._removed_exits[container_id] = code
+                while len(self._removed_exits) > 1000:
+                    self._removed_exits.pop(next(iter(self._removed_exits)))
+                self._destroy(self.find(container_id))
             else:
                 with contextlib.suppress(ComposerError):
                     rootfs.unmount(self.layout.container_dir(container_id))
@@ -422,11 +463,15 @@ class ContainerManager:
 
     def wait(self, ref: str, *, condition: str = "not-running") -> int:
         """``docker wait``: block until it exits, return its exit code."""
+        if ref in self._removed_exits:
+            return self._removed_exits[ref]
         row = self.find(ref)
         with self.changed:
             while True:
                 current = rows.get(self.db, row.id)
                 if current is None:
+                    if row.id in self._removed_exits:
+                        return self._removed_exits[row.id]
                     return row.exit_code if row.exit_code is not None else 0
                 done = current.status == "exited" if condition == "next-exit" else (
                     current.status in ("exited", "created", "dead"))
@@ -466,20 +511,25 @@ class ContainerManager:
             self._destroy(self.find(row.id))
         return row.id
 
-    def _remove_quietly(self, container_id: str) -> None:
-        with contextlib.suppress(NoSuchContainer):
-            self.remove(container_id, force=True)
-
     def _destroy(self, row: ContainerRow) -> None:
         """Everything of a stopped container, host objects first, then its row."""
         self.supervisor.unwatch(row.id)
         if self.health is not None:
             self.health.end(row.id)
         runtime = self.runtime(row)
-        runtime.delete(row.id, force=True)
-        with contextlib.suppress(ComposerError):
-            cgroups.remove(self.cgroup(row), self.cgroup_host)
-        rootfs.remove(self.layout.container_dir(row.id))
+        if runtime.knows(row.id):
+            runtime.delete(row.id, force=True)
+        if row.status != "exited":  # on_exit removed the cgroup of an exited one
+            with contextlib.suppress(ComposerError):
+                cgroups.remove(self.cgroup(row), self.cgroup_host)
+        cdir = self.layout.container_dir(row.id)
+        rootfs.unmount(cdir)
+        # The files go in the background: renamed out of the way first (atomic), so that the
+        # answer to `rm` (and `run --rm`) does not wait for a tree walk.
+        trash = cdir.with_name(f".removed-{row.id}")
+        with contextlib.suppress(FileNotFoundError):
+            os.rename(cdir, trash)
+        self.supervisor.submit(lambda: self._empty_trash(trash))
         shutil.rmtree(self.files(row.id).directory, ignore_errors=True)
         rows.delete(self.db, row.id)
         self._delays.pop(row.id, None)
@@ -487,10 +537,17 @@ class ContainerManager:
             self._locks.pop(row.id, None)
         self._notify()
 
+    @staticmethod
+    def _empty_trash(trash: Path) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            rootfs.remove(trash)
+
     # -- adoption -------------------------------------------------------------------------------
 
     def adopt(self) -> None:
         """At engine start: take over what runs, learn what ended, clean up after a reboot."""
+        for trash in (self.layout.root / "containers").glob(".removed-*"):
+            self._empty_trash(trash)  # a remove the last engine did not finish
         previous = _read(self.layout.boot_id_file)
         rebooted = previous != self.boot_id
         if rebooted:
@@ -503,6 +560,7 @@ class ContainerManager:
                 pid = monitor.conmon_pid(self.files(row.id))
                 if pid is not None and self.supervisor.watch(
                         row.id, pid, lambda cid=row.id: self.on_exit(cid)):  # type: ignore[misc]
+                    self._keep_rotating(row.id, self.spec(row))
                     if self.health is not None:
                         spec = self.spec(row)
                         self.health.begin(row.id, spec, self.image_config(row),
@@ -555,11 +613,20 @@ class ContainerManager:
             yield from logs.read(path, since_ns=since_ns, until_ns=until_ns, tail=tail)
             return
 
-        def stopped() -> bool:
+        def ended() -> bool:
             current = rows.get(self.db, row.id)
             return current is None or current.status in ("exited", "created", "dead")
 
-        for line in logs.follow(path, since_ns=since_ns, tail=tail, stop=stopped, poll=0.02):
+        def stopped() -> bool:
+            # Waiting here (on the change notice, checked under its lock so none is missed)
+            # instead of polling makes the end of a follow as prompt as the exit itself.
+            with self.changed:
+                if ended():
+                    return True
+                self.changed.wait(0.05)
+            return ended()
+
+        for line in logs.follow(path, since_ns=since_ns, tail=tail, stop=stopped, poll=0):
             if until_ns is not None and line.time_ns > until_ns:
                 return
             yield line
@@ -578,7 +645,7 @@ def _own_rlimits() -> dict[str, tuple[int, int]]:
 
 def _write_json(path: Path, value: Any) -> None:
     tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(value, indent=1))
+    tmp.write_text(json.dumps(value, separators=(",", ":")))
     os.replace(tmp, path)
 
 

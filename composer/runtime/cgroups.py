@@ -236,14 +236,20 @@ def _hierarchies(host: CgroupHost | None) -> tuple[Hierarchy, ...]:
 
 # -- cleanup --------------------------------------------------------------------------------------
 
-def remove(settings: CgroupSettings, host: CgroupHost | None = None) -> None:
-    """Remove the cgroup everywhere (sub-cgroups first), then its parents that composer owns
-    and that are now empty. A cgroup already gone is success; one with processes is an error."""
+def remove(settings: CgroupSettings, host: CgroupHost | None = None, *,
+           parents: bool = False) -> None:
+    """Remove the cgroup everywhere (sub-cgroups first) and, with ``parents``, its parents
+    that composer owns and that are now empty. A cgroup already gone is success; one with
+    processes is an error.
+
+    Parents stay by default: another container of the group (of this engine or of another
+    state root's) may be in the middle of creating its cgroup under them, and runc fails
+    when a parent vanishes between its checks and its mkdir."""
     rel = _relative(settings)
     dirs = cgroup_dirs(settings, host)
     for path in dirs:
         _remove_tree(path)
-    if rel.parts[0] not in OUR_TOPS:
+    if not parents or rel.parts[0] not in OUR_TOPS:
         return
     for path in dirs:
         parent = path

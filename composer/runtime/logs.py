@@ -233,17 +233,19 @@ def follow(path: Path, *, since_ns: int | None = None, tail: int | None = None,
         return list(_select(records(complete), since_ns, None))
 
     def catch_up(current: BinaryIO) -> list[LogLine]:
-        """The generations older than ``current`` not read yet, in order."""
+        """The generations older than ``current`` not read yet, in order (listed again when
+        one is renamed under us by a concurrent :meth:`LogRotation.check`)."""
         lines: list[LogLine] = []
-        for file in _before(generations(path), os.fstat(current.fileno())):
+        for _ in range(5):
             try:
-                if _identity(file) in seen:
-                    continue
-                complete, _ = _whole(file.read_bytes())
-                seen.add(_identity(file))
+                for file in _before(generations(path), os.fstat(current.fileno())):
+                    if (identity := _identity(file)) not in seen:
+                        complete, _ = _whole(file.read_bytes())
+                        seen.add(identity)
+                        lines += _select(records(complete), since_ns, None)
+                return lines
             except FileNotFoundError:
                 continue
-            lines += _select(records(complete), since_ns, None)
         return lines
 
     current = path.open("rb")

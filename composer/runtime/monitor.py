@@ -7,35 +7,34 @@ attach and resize, and writes the exit code when the container ends. So the engi
 killed and restarted without stopping or wedging a container: a new engine adopts it from these
 files (:func:`conmon_pid`, :func:`exit_status`) and waits on a pidfd of the conmon process.
 
-What conmon 2.1 does, as verified here (runc 1.1, cgroup v1 hybrid host):
+What conmon 2.1.6 does, verified here (runc 1.1, cgroup v1 hybrid host) or read in its source:
 
-- Sync pipe (``_OCI_SYNCPIPE`` = an fd number in its environment, with ``--api-version 1``):
-  one JSON line, ``{"data": PID}`` once the container is created, or ``{"data": -1,
-  "message": "<runtime stderr>"}`` when create failed. When the runtime failed silently
-  conmon writes nothing and exits: EOF. (``_OCI_STARTPIPE``, unused here, makes conmon wait for
-  one write before forking, so that a parent could first move it into a cgroup.)
-- The first conmon process writes the ``-P`` pidfile (the daemon's pid) and exits 0 at once;
-  the daemon reports on the sync pipe, and runs ``runtime create`` with pdeathsig KILL.
-- Exit: ``PERSIST/exit`` and ``EXITDIR/<cid>`` hold the code as text (written atomically by
-  rename; 128+N when killed by signal N), then conmon exits.
-- OOM: on v1 (also hybrid, where /sys/fs/cgroup is a tmpfs) conmon listens on the memory
-  cgroup's ``memory.oom_control`` through ``cgroup.event_control`` and creates ``PERSIST/oom``
-  (and ``oom`` in its working directory, which is why it runs in ``directory``) before the exit
-  file; on v2 it watches ``memory.events``. Docker's meaning: an OOM kill happened in the
-  container's cgroup, even if the main process survived it.
-- Attach: conmon binds a SOCK_SEQPACKET socket ``attach`` in the bundle directory and links
-  ``SOCKET_DIR/<cid>`` (passed ``-u``) to the bundle so the path stays short. Each packet from
-  conmon is one byte naming the stream (:data:`ATTACH_STDOUT` 2, :data:`ATTACH_STDERR` 3; a
-  terminal's output is all 2) and up to 8192 bytes of output; what a client sends is written to
-  the container's stdin (``-i``, or the pty with ``-t``). When a client shuts down its writing
-  side (or closes), the container's stdin is closed unless ``--leave-stdin-open``.
-- Control fifo ``ctl`` in the bundle directory: lines ``TYPE A B``; ``1 ROWS COLS`` resizes the
-  pty (``2 0 0`` reopens the log, which truncates it: a forced rotation).
-- Log rotation (``--log-size-max``): before a record would take the file past the limit,
-  conmon writes the new record into ``LOG.tmp`` and renames it over the log: a new inode, the
-  old one unlinked (see ``logs.LogRotation``, which keeps it).
-- conmon 2.1.6 leaves the ``SOCKET_DIR/<cid>`` link and the ``ctl``/``winsz`` fifos behind after
-  the container exits (the ``attach`` socket is removed); launching again replaces them.
+- Sync pipe (``_OCI_SYNCPIPE``: an fd number in its environment; ``--api-version 1``): one
+  JSON line, ``{"data": PID}`` once created, or ``{"data": -1, "message": "<runtime
+  stderr>"}``. A runtime failing silently gets no line, just EOF (source). ``_OCI_STARTPIPE``
+  (unused) would make conmon wait for one write before forking, for a parent to set its cgroup.
+- The first process writes the ``-P`` pidfile (the daemon's pid) and exits 0 at once; the
+  daemon reports, and runs ``runtime create`` with pdeathsig KILL (source).
+- Exit: ``PERSIST/exit`` and ``EXITDIR/<cid>`` get the code as text (atomically, by rename;
+  128+N after signal N), then conmon exits.
+- OOM (v1, hybrid included): conmon listens on ``memory.oom_control`` (``cgroup.event_control``)
+  and creates ``PERSIST/oom`` and ``./oom`` (so it runs in ``directory``) before the exit file
+  (v2: ``memory.events``). Docker's meaning: an OOM kill in the container's cgroup, even if
+  the main process survived. On v1 the event can lose the race with the exit (seen once in
+  ~100 runs under CPU load), so :func:`launch` records the memory cgroup and
+  :func:`exit_status` also reads its ``oom_kill`` counter while it exists.
+- Attach: a SOCK_SEQPACKET socket ``attach`` in the bundle directory, reached through conmon's
+  link ``SOCKET_DIR/<cid>`` to the bundle. Each packet from conmon is one stream byte
+  (:data:`ATTACH_STDOUT` 2, :data:`ATTACH_STDERR` 3; a terminal's output is all 2), then up to
+  8192 bytes; what a client sends goes to the container's stdin (``-i``) or pty (``-t``). A
+  client's ``shutdown(SHUT_WR)`` or close closes that stdin unless ``--leave-stdin-open``.
+- ``ctl`` fifo in the bundle directory, lines ``TYPE A B``: ``1 ROWS COLS`` resizes the pty;
+  ``2 0 0`` reopens the log, truncating it (source).
+- ``--log-size-max``: before a record would take the file past it, conmon opens an empty
+  ``LOG.tmp``, renames it over the log and writes on there: a new inode, the old one unlinked
+  (``logs.LogRotation`` keeps it). A record alone bigger than the limit still gets a file.
+- It leaves the ``SOCKET_DIR/<cid>`` link and the ``ctl``/``winsz`` fifos behind when the
+  container ends (the ``attach`` socket goes); launching again replaces them.
 """
 
 from __future__ import annotations
@@ -58,6 +57,8 @@ from composer.runtime.oci import OCIRuntime, OCIRuntimeError, runtime_env, runti
 ATTACH_STDOUT = 2
 ATTACH_STDERR = 3
 _SUN_PATH_MAX = 108  # sizeof(sockaddr_un.sun_path) on Linux
+_MEMORY_CGROUP = "memory.cgroup"  # in ``directory``: the container's memory cgroup directory
+_BUNDLE_FILES = ("attach", "ctl", "winsz")  # what conmon makes in the bundle directory
 
 
 @dataclass(frozen=True)
@@ -191,7 +192,7 @@ def launch(runtime: OCIRuntime, cid: str, bundle: Path, files: MonitorFiles, *,
     """
     if cid != files.cid:
         raise ValueError(f"monitor directory {files.directory} is not named after {cid}")
-    if conmon_pid(files) is not None or runtime.state(cid) is not None:
+    if conmon_pid(files) is not None or runtime.knows(cid):
         raise OCIRuntimeError(f"container {cid} already exists: delete it first")
     log = log_path if log_path is not None else files.log_path
     argv = conmon_command(find_conmon(), runtime, cid, bundle, files, log_path=log, name=name,
@@ -224,6 +225,7 @@ def launch(runtime: OCIRuntime, cid: str, bundle: Path, files: MonitorFiles, *,
             message = str(report.get("message", ""))
             raise OCIRuntimeError(f"{runtime.name} create {cid} failed: "
                                   f"{runtime_message(message) or 'no message'}", stderr=message)
+        _record_memory_cgroup(files, pid)
         return Launched(conmon_pid=int(files.conmon_pidfile.read_text()), pid=pid)
     except BaseException:
         _undo(runtime, cid, bundle, files, log)
@@ -232,12 +234,16 @@ def launch(runtime: OCIRuntime, cid: str, bundle: Path, files: MonitorFiles, *,
         os.close(read_fd)
 
 
+def _run_files(files: MonitorFiles) -> tuple[Path, ...]:
+    """The files one run of conmon writes in ``directory``."""
+    return (files.exit_file, files.oom_file, files.exit_dir / files.cid, files.directory / "oom",
+            files.pidfile, files.conmon_pidfile, files.directory / _MEMORY_CGROUP)
+
+
 def _prepare(files: MonitorFiles, log: Path) -> None:
     for d in (files.directory, files.exit_dir, files.persist_dir, files.socket_dir, log.parent):
         d.mkdir(parents=True, exist_ok=True)
-    # A previous run's files would read as this run's exit.
-    for stale in (files.exit_file, files.oom_file, files.exit_dir / files.cid,
-                  files.directory / "oom", files.pidfile, files.conmon_pidfile):
+    for stale in _run_files(files):  # a previous run's files would read as this run's exit
         stale.unlink(missing_ok=True)
 
 
@@ -254,7 +260,10 @@ def _read_sync(fd: int, deadline: float, cid: str) -> dict[str, Any]:
     if not data.strip():
         raise OCIRuntimeError(f"conmon exited before {cid} was created (the runtime failed "
                               "without a message)")
-    report: dict[str, Any] = json.loads(data.split(b"\n", 1)[0])
+    try:
+        report: dict[str, Any] = json.loads(data.split(b"\n", 1)[0])
+    except ValueError:
+        raise OCIRuntimeError(f"conmon's report on {cid} is not JSON: {data!r}") from None
     return report
 
 
@@ -271,10 +280,9 @@ def _undo(runtime: OCIRuntime, cid: str, bundle: Path, files: MonitorFiles, log:
             os.close(pidfd)
     with contextlib.suppress(OCIRuntimeError):
         runtime.delete(cid, force=True)
-    for path in (files.pidfile, files.conmon_pidfile, files.exit_file, files.oom_file,
-                 files.exit_dir / cid, files.directory / "oom", files.socket_link,
-                 bundle / "attach", bundle / "ctl", bundle / "winsz"):
-        path.unlink(missing_ok=True)
+    for path in (*_run_files(files), files.socket_link, *(bundle / n for n in _BUNDLE_FILES)):
+        with contextlib.suppress(OSError):
+            path.unlink(missing_ok=True)
     with contextlib.suppress(OSError):
         if log.stat().st_size == 0:
             log.unlink()
@@ -283,9 +291,44 @@ def _undo(runtime: OCIRuntime, cid: str, bundle: Path, files: MonitorFiles, log:
             d.rmdir()  # only when empty: the caller's own files stay
 
 
+def _record_memory_cgroup(files: MonitorFiles, pid: int) -> None:
+    unified = Path("/sys/fs/cgroup/cgroup.controllers").exists()
+    try:
+        lines = Path(f"/proc/{pid}/cgroup").read_text().splitlines()
+    except OSError:
+        return
+    for entry in lines:
+        _, controllers, path = entry.split(":", 2)
+        if unified and controllers == "":
+            found = Path("/sys/fs/cgroup", path.lstrip("/"))
+        elif not unified and "memory" in controllers.split(","):
+            found = Path("/sys/fs/cgroup/memory", path.lstrip("/"))
+        else:
+            continue
+        (files.directory / _MEMORY_CGROUP).write_text(str(found))
+        return
+
+
+def _oom_counted(files: MonitorFiles) -> bool:
+    """Whether the container's memory cgroup counted an OOM kill (v1 ``memory.oom_control``,
+    v2 ``memory.events``); False once the cgroup is gone."""
+    try:
+        cgroup = Path((files.directory / _MEMORY_CGROUP).read_text())
+        for name in ("memory.oom_control", "memory.events"):
+            with contextlib.suppress(FileNotFoundError):
+                for entry in (cgroup / name).read_text().splitlines():
+                    key, _, value = entry.partition(" ")
+                    if key == "oom_kill" and int(value) > 0:
+                        return True
+    except (OSError, ValueError):
+        pass
+    return False
+
+
 def exit_status(files: MonitorFiles) -> ExitStatus | None:
     """How the container ended, from conmon's exit files; None while it runs (and when conmon
-    died before writing them: then :func:`conmon_pid` is None too)."""
+    died before writing them: then :func:`conmon_pid` is None too). An OOM kill conmon missed
+    but the cgroup counted is recorded in ``oom_file`` as conmon would have."""
     for path in (files.exit_file, files.exit_dir / files.cid):
         try:
             text = path.read_text().strip()
@@ -297,6 +340,10 @@ def exit_status(files: MonitorFiles) -> ExitStatus | None:
         except ValueError:
             continue
         oom = files.oom_file.exists() or (files.directory / "oom").exists()
+        if not oom and _oom_counted(files):
+            oom = True
+            with contextlib.suppress(OSError):
+                files.oom_file.touch()
         return ExitStatus(code=code, oom_killed=oom, finished_at=written)
     return None
 
@@ -308,15 +355,13 @@ def _is_conmon_for(pid: int, cid: str) -> bool:
         return False
     if not argv or os.path.basename(argv[0]) != b"conmon":
         return False
-    want = cid.encode()
-    pairs = itertools.pairwise(argv)
-    return any((a in (b"-c", b"--cid") and b == want) for a, b in pairs) or \
-        b"--cid=" + want in argv
+    return any(a == b"-c" and b == cid.encode() for a, b in itertools.pairwise(argv))
 
 
 def conmon_pid(files: MonitorFiles) -> int | None:
     """The pid of this container's conmon, only if that process is alive and is conmon for
-    this container (a pidfile can outlive its process, and pids are reused)."""
+    this container (a pidfile can outlive its process, and pids are reused). An exiting conmon
+    reads as gone slightly before it has closed its files (its cmdline goes first)."""
     try:
         pid = int(files.conmon_pidfile.read_text().strip())
     except (OSError, ValueError):
@@ -325,9 +370,9 @@ def conmon_pid(files: MonitorFiles) -> int | None:
 
 
 def open_pidfd(pid: int) -> int | None:
-    """A pidfd for ``pid`` (readable once the process has exited), or None when it is gone.
-    conmon is not the engine's child (it double-forks), so the engine waits on these instead of
-    polling or waitpid."""
+    """A pidfd for ``pid`` (readable once the process has exited: at once for a zombie), or
+    None when it is gone. conmon is not the engine's child (it double-forks), so the engine
+    waits on these instead of polling or waitpid."""
     try:
         return os.pidfd_open(pid)
     except ProcessLookupError:

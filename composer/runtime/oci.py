@@ -23,6 +23,7 @@ import json
 import os
 import re
 import secrets
+import select
 import shutil
 import subprocess
 import tempfile
@@ -114,7 +115,26 @@ class OCIRuntime:
 
     def start(self, cid: str) -> None:
         """Start a created container (its process runs from then on)."""
+        if self.name == "runc" and _open_exec_fifo(Path(self.root) / cid / "exec.fifo"):
+            return
         self._check(self._run("start", cid), "start", cid)
+
+    def forget_stopped(self, cid: str) -> None:
+        """Drop the state of a container whose init has exited, as ``delete`` would.
+
+        For runc, deleting a stopped container is removing its state directory (its cgroup is
+        the caller's to remove): done here, it saves starting the runtime once per exit. Other
+        runtimes are asked to ``delete``."""
+        if self.name != "runc":
+            self.delete(cid, force=True)
+            return
+        state_dir = Path(self.root) / cid
+        if not state_dir.is_dir():
+            return
+        if any(Path(f"/proc/{pid}").exists() for pid in _state_pids(state_dir)):
+            self.delete(cid, force=True)  # still running after all: the runtime decides
+            return
+        shutil.rmtree(state_dir, ignore_errors=True)
 
     def kill(self, cid: str, signal: int | str, *, all: bool = False) -> None:
         """Send ``signal`` (a number, ``KILL`` or ``SIGKILL``) to the container's init, or to
@@ -131,6 +151,11 @@ class OCIRuntime:
         result = self._run(*args)
         if result.returncode != 0 and self.state(cid) is not None:
             self._check(result, *args)
+
+    def knows(self, cid: str) -> bool:
+        """Whether the runtime has state for ``cid``, without running it (runc and crun keep a
+        directory per container under their root): a cheap check before create and delete."""
+        return (Path(self.root) / cid).exists()
 
     def state(self, cid: str) -> dict[str, Any] | None:
         """The runtime's state of the container (``status``: created, running, paused, stopped;
@@ -179,6 +204,34 @@ class OCIRuntime:
         if pid_file is not None:
             args += ["--pid-file", pid_file]
         return self.command(*args, cid)
+
+
+def _open_exec_fifo(fifo: Path) -> bool:
+    """What ``runc start`` does: read runc init's exec fifo, which lets it exec the process,
+    then remove the fifo (runc reads a container with a fifo as "created"). False when there
+    is no fifo or init never writes to it (then ``runc start`` runs, and reports why)."""
+    try:
+        fd = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return False
+    try:
+        ready, _, _ = select.select([fd], [], [], 5)
+        if not ready or not os.read(fd, 16):
+            return False
+    finally:
+        os.close(fd)
+    with contextlib.suppress(FileNotFoundError):
+        fifo.unlink()
+    return True
+
+
+def _state_pids(state_dir: Path) -> list[int]:
+    try:
+        state = json.loads((state_dir / "state.json").read_text())
+    except (OSError, ValueError):
+        return []
+    pid = state.get("init_process_pid")
+    return [int(pid)] if isinstance(pid, int) and pid > 0 else []
 
 
 def which(program: str) -> str | None:

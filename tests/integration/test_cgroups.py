@@ -220,20 +220,31 @@ def test_remove_takes_the_cgroup_its_children_and_empty_composer_parents(
         path.mkdir(parents=True)
     (tmp_path / "memory/composer/web/c1/sub/deeper").mkdir(parents=True)
     assert len(leftovers("/composer", host)) == 3 * 4 + 2
-    remove(one, host)
+    remove(one, host, parents=True)
     assert leftovers("/composer", host) == sorted(
         [tmp_path / n / p for n in ("memory", "pids", "unified")
          for p in ("composer", "composer/web", "composer/web/c2")])
-    remove(two, host)
+    remove(two, host, parents=True)
     assert leftovers("/composer", host) == []
     assert not (tmp_path / "memory/composer").exists()
-    remove(two, host)  # gone is success
+    remove(two, host, parents=True)  # gone is success
+
+
+def test_remove_keeps_the_group_parents_unless_asked(tmp_path: Path) -> None:
+    # Another container may be creating its cgroup under them right now.
+    host = _fake_host(tmp_path, "memory")
+    one = settings_for(host, "web", "c1")
+    for path in cgroup_dirs(one, host):
+        path.mkdir(parents=True)
+    remove(one, host)
+    assert leftovers("/composer", host) == [tmp_path / "memory/composer",
+                                            tmp_path / "memory/composer/web"]
 
 
 def test_remove_leaves_parents_it_does_not_own(tmp_path: Path) -> None:
     host = _fake_host(tmp_path, "memory")
     (tmp_path / "memory/other/x").mkdir(parents=True)
-    remove(CgroupSettings("cgroupfs", 1, "/other/x"), host)
+    remove(CgroupSettings("cgroupfs", 1, "/other/x"), host, parents=True)
     assert (tmp_path / "memory/other").is_dir() and not (tmp_path / "memory/other/x").exists()
 
 
@@ -244,7 +255,7 @@ def test_remove_names_the_processes_left(tmp_path: Path) -> None:
     path.mkdir(parents=True)
     (path / "cgroup.procs").write_text("4242\n4243\n")  # a real cgroup refuses rmdir then
     with pytest.raises(CgroupError, match="processes 4242, 4243 are still in it"):
-        remove(settings, host)
+        remove(settings, host, parents=True)
 
 
 def test_memory_events_v1_and_v2(tmp_path: Path) -> None:
@@ -314,7 +325,7 @@ def group() -> Iterator[tuple[CgroupHost, str, CgroupSettings, list[subprocess.P
             if process.poll() is None:
                 os.kill(process.pid, signal.SIGKILL)
                 process.wait(10)
-        remove(settings, host)
+        remove(settings, host, parents=True)
         assert leftovers(f"/composer/{name}") == []
 
 
@@ -357,13 +368,13 @@ def test_a_process_in_a_real_cgroup_and_its_removal(group: tuple[
     assert not oom_killed(settings, host)
 
     with pytest.raises(CgroupError, match=f"processes {sleeper.pid} are still in it"):
-        remove(settings, host)
+        remove(settings, host, parents=True)
     os.kill(sleeper.pid, signal.SIGKILL)
     assert sleeper.wait(10) == -signal.SIGKILL
-    remove(settings, host)
+    remove(settings, host, parents=True)
     assert leftovers(f"/composer/{name}") == []
     assert all(not p.exists() for p in dirs)
-    remove(settings, host)  # again: gone is success
+    remove(settings, host, parents=True)  # again: gone is success
 
 
 @real
@@ -387,7 +398,7 @@ def test_an_oom_kill_is_seen(group: tuple[
     # failcnt is read, but not asserted: kernel 6.18 here leaves it at 0 across an OOM kill
     assert isinstance(events["failcnt"], int)
     assert oom_killed(settings, host)
-    remove(settings, host)
+    remove(settings, host, parents=True)
     assert leftovers(f"/composer/{name}") == []
 
 

@@ -100,11 +100,12 @@ def _seconds(text: str | None, flag: str) -> float | None:
 def _env(options: argparse.Namespace) -> dict[str, str]:
     import os
 
-    from composer.manifest.dotenv import read_dotenv
-
     env: dict[str, str] = {}
-    for path in options.container_env_files:
-        env.update(read_dotenv(path))
+    if options.container_env_files:
+        from composer.manifest.dotenv import read_dotenv
+
+        for path in options.container_env_files:
+            env.update(read_dotenv(path))
     for item in options.env:
         key, sep, value = item.partition("=")
         if not sep:

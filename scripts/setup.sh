@@ -41,4 +41,6 @@ if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
   touch "$stamp"
 fi
 ln -sf "$here/.venv/bin/composer" /usr/local/bin/composer
+# A base image for the examples (no Docker Hub here): local/busybox:latest.
+COMPOSER="$here/.venv/bin/composer" bash scripts/busybox-image.sh
 echo "setup: ready ($(.venv/bin/composer --version))"

@@ -87,6 +87,8 @@ class ContainerManager:
         self._removed_exits: dict[str, int] = {}
         self.health: Any = None  # set by the engine app (probes.HealthChecks)
         self.cgroup_host = cgroups.detect()
+        # COMPOSER_CGROUP_ROOT: tests give each engine a cgroup tree of its own to check.
+        self.cgroup_root = os.environ.get("COMPOSER_CGROUP_ROOT") or cgroups.ROOT
         self.boot_id = boot_id()
 
     # -- helpers --------------------------------------------------------------------------------
@@ -124,7 +126,7 @@ class ContainerManager:
 
     def cgroup(self, row: ContainerRow) -> cgroups.CgroupSettings:
         group = str(row.spec.get("labels", {}).get("com.docker.compose.project") or "default")
-        return cgroups.settings_for(self.cgroup_host, group, row.id)
+        return cgroups.settings_for(self.cgroup_host, group, row.id, root=self.cgroup_root)
 
     def _notify(self) -> None:
         with self.changed:

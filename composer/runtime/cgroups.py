@@ -155,15 +155,18 @@ def _unescape(text: str) -> str:
 
 # -- where a container's cgroup is -------------------------------------------------------------
 
-def settings_for(host: CgroupHost, group: str, container_id: str) -> CgroupSettings:
+def settings_for(host: CgroupHost, group: str, container_id: str, *,
+                 root: str = ROOT) -> CgroupSettings:
     """The cgroup of container ``container_id`` of ``group`` (a project): the systemd driver
-    where systemd runs cgroup v2, else cgroupfs under ``/composer/<group>/``."""
+    where systemd runs cgroup v2, else cgroupfs under ``/<root>/<group>/`` (``root`` is
+    ``composer`` but for tests, which keep their containers apart under a root of their own)."""
     _check_name("group", group)
     _check_name("container id", container_id)
+    _check_name("cgroup root", root)
     if host.mode == "v2" and host.systemd:
         return CgroupSettings("systemd", 2, f"{_slice(group)}:{SLICE_PREFIX}:{container_id}")
     return CgroupSettings("cgroupfs", 2 if host.mode == "v2" else 1,
-                          f"/{ROOT}/{group}/{container_id}")
+                          f"/{root}/{group}/{container_id}")
 
 
 def group_path(host: CgroupHost, group: str) -> str:

@@ -34,12 +34,14 @@ def _needs(binary: str) -> None:
 @dataclass
 class Engine:
     root: Path
+    cgroup_root: str
     ids: set[str] = field(default_factory=set)
 
     def cli(self, *args: str, stdin: bytes | None = None, timeout: float = 120,
             check: bool = False) -> subprocess.CompletedProcess[str]:
         env = {"PATH": os.environ.get("PATH", os.defpath), "PYTHONPATH": str(ROOT),
                "HOME": str(self.root / "home"), "LANG": "C.UTF-8",
+               "COMPOSER_CGROUP_ROOT": self.cgroup_root,
                **{k: v for k, v in os.environ.items() if k == "COMPOSER_BOOT_ID_FILE"}}
         done = subprocess.run([sys.executable, "-m", "composer", "--root", str(self.root),
                                *args], input=stdin, capture_output=True, env=env,
@@ -116,20 +118,30 @@ def engine(tmp_path: Path) -> Iterator[Engine]:
     with open_images(root) as store:
         busybox_image(store, IMAGE)
     (root / "home").mkdir()
-    engine = Engine(root)
+    import secrets
+
+    engine = Engine(root, f"composer-e2e-{secrets.token_hex(4)}")
     try:
         yield engine
     finally:
         listed = engine.cli("container", "ls", "-aq", "--no-trunc")
-        ids = set(listed.stdout.split()) | engine.ids
         for container_id in listed.stdout.split():
             engine.cli("container", "rm", "-f", container_id)
         engine.cli("engine", "stop")
+        # The engine's cgroup tree: only the group directories may remain, empty.
+        base = Path("/sys/fs/cgroup")
+        tree = [*base.glob(engine.cgroup_root), *base.glob(f"*/{engine.cgroup_root}")]
+        cgroups_left = [str(c) for t in tree for c in t.glob("*/*") if c.is_dir()]
+        for top in tree:
+            for group in sorted(p for p in top.iterdir() if p.is_dir()):
+                with __import__("contextlib").suppress(OSError):
+                    group.rmdir()
+            with __import__("contextlib").suppress(OSError):
+                top.rmdir()
         leaked = {
             "processes": _processes_naming(str(root)),
             "mounts": _mounts_under(root),
-            "cgroups": [str(p) for p in Path("/sys/fs/cgroup").glob("**/composer/**")
-                        if any(i in p.name for i in ids)],
+            "cgroups": cgroups_left + [str(t) for t in tree if t.exists()],
             "runtime state": [str(p) for p in (root / "run" / "runtimes").glob("*/*")]
             if (root / "run" / "runtimes").is_dir() else [],
         }

@@ -38,7 +38,7 @@ def test_run_it_gives_a_terminal_that_follows_the_size(engine: Engine) -> None:
     master, slave = os.openpty()
     fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 33, 101, 0, 0))
     env = {"PATH": os.environ.get("PATH", os.defpath), "PYTHONPATH": str(ROOT),
-           "HOME": str(engine.root / "home")}
+           "HOME": str(engine.root / "home"), "COMPOSER_CGROUP_ROOT": engine.cgroup_root}
     child = subprocess.Popen([sys.executable, "-m", "composer", "--root", str(engine.root),
                               "container", "run", "-it", "--rm", IMAGE, "sh", "-c",
                               "stty size; tty; read line; stty size; echo got $line; exit 5"],

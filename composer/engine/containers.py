@@ -514,7 +514,11 @@ class ContainerManager:
         return row.id
 
     def _destroy(self, row: ContainerRow) -> None:
-        """Everything of a stopped container, host objects first, then its row."""
+        """Everything of a stopped container: its runtime state, its row, then its files.
+
+        The row goes before the files so that ``rm`` (and ``run --rm``) answers without
+        waiting for an unmount and a tree walk; files whose row is gone are garbage that
+        :meth:`adopt` collects if the engine dies before it removed them."""
         self.supervisor.unwatch(row.id)
         if self.health is not None:
             self.health.end(row.id)
@@ -524,32 +528,33 @@ class ContainerManager:
         if row.status != "exited":  # on_exit removed the cgroup of an exited one
             with contextlib.suppress(ComposerError):
                 cgroups.remove(self.cgroup(row), self.cgroup_host)
-        cdir = self.layout.container_dir(row.id)
-        rootfs.unmount(cdir)
-        # The files go in the background: renamed out of the way first (atomic), so that the
-        # answer to `rm` (and `run --rm`) does not wait for a tree walk.
-        trash = cdir.with_name(f".removed-{row.id}")
-        with contextlib.suppress(FileNotFoundError):
-            os.rename(cdir, trash)
-        self.supervisor.submit(lambda: self._empty_trash(trash))
-        shutil.rmtree(self.files(row.id).directory, ignore_errors=True)
         rows.delete(self.db, row.id)
         self._delays.pop(row.id, None)
         with self._locks_guard:
             self._locks.pop(row.id, None)
         self._notify()
+        self.supervisor.submit(lambda: self._remove_files(row.id))
 
-    @staticmethod
-    def _empty_trash(trash: Path) -> None:
+    def _remove_files(self, container_id: str) -> None:
+        cdir = self.layout.container_dir(container_id)
         with contextlib.suppress(FileNotFoundError):
-            rootfs.remove(trash)
+            rootfs.remove(cdir)
+        shutil.rmtree(self.files(container_id).directory, ignore_errors=True)
+
+    def _collect_garbage(self) -> None:
+        """Files of containers that have no row (removed while an engine died)."""
+        known = {r.id for r in rows.all_rows(self.db)}
+        for parent in (self.layout.root / "containers", self.layout.run / "containers"):
+            with contextlib.suppress(FileNotFoundError):
+                for entry in parent.iterdir():
+                    if entry.name not in known and len(entry.name) == 64:
+                        self._remove_files(entry.name)
 
     # -- adoption -------------------------------------------------------------------------------
 
     def adopt(self) -> None:
         """At engine start: take over what runs, learn what ended, clean up after a reboot."""
-        for trash in (self.layout.root / "containers").glob(".removed-*"):
-            self._empty_trash(trash)  # a remove the last engine did not finish
+        self._collect_garbage()
         previous = _read(self.layout.boot_id_file)
         rebooted = previous != self.boot_id
         if rebooted:

@@ -152,7 +152,11 @@ class ContainerSpec:
         for key in ("cap_add", "cap_drop", "security_opt", "group_add"):
             values[key] = tuple(values.get(key) or ())
         known = {f.name for f in dataclasses.fields(cls)}
-        return cls(**{k: v for k, v in values.items() if k in known})
+        unknown = sorted(set(values) - known)
+        if unknown:
+            # A newer client, or a typo in one: refuse rather than drop what was asked.
+            raise ValueError(f"unknown container spec fields: {', '.join(unknown)}")
+        return cls(**values)
 
 
 def _plain(value: Any) -> Any:

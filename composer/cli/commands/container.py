@@ -122,8 +122,8 @@ def _each(app: App, options: argparse.Namespace, method: str, action: str,
 def _create_body(options: argparse.Namespace) -> dict[str, Any]:
     from composer.cli.commands.container_flags import spec_from_options
 
-    spec = spec_from_options(options)
-    return {"spec": spec.to_json(), "pull": options.pull, "platform": options.platform}
+    return {"spec": spec_from_options(options), "pull": options.pull,
+            "platform": options.platform}
 
 
 def _create(app: App, options: argparse.Namespace) -> int:

@@ -1,4 +1,10 @@
-"""``container run`` / ``container create`` flags, as Docker spells them, into a ContainerSpec."""
+"""``container run`` / ``container create`` flags, as Docker spells them, into a container spec.
+
+The spec is built as the plain JSON that ``ContainerSpec.to_json`` gives (field for field),
+not as a ContainerSpec: the engine makes the dataclass (and refuses an unknown field), and
+the CLI, which runs once per command, is spared defining the classes (a few milliseconds of
+every ``container run``).
+"""
 
 from __future__ import annotations
 
@@ -73,10 +79,10 @@ def _pairs(items: list[str], what: str) -> dict[str, str]:
 
 
 def _bytes(text: str | None, flag: str) -> int | None:
-    from composer.manifest.shortsyntax import parse_bytes
-
     if text is None:
         return None
+    from composer.manifest.shortsyntax import parse_bytes
+
     if text == "-1":
         return -1
     value = parse_bytes(text)
@@ -87,10 +93,10 @@ def _bytes(text: str | None, flag: str) -> int | None:
 
 
 def _seconds(text: str | None, flag: str) -> float | None:
-    from composer.manifest.shortsyntax import parse_duration
-
     if text is None:
         return None
+    from composer.manifest.shortsyntax import parse_duration
+
     nanos = parse_duration(text)
     if nanos is None:
         raise UsageError(f"invalid duration {text!r} for {flag}: use e.g. 30s, 1m30s, 500ms")
@@ -117,12 +123,10 @@ def _env(options: argparse.Namespace) -> dict[str, str]:
     return env
 
 
-def _mounts(options: argparse.Namespace) -> tuple[Any, ...]:
+def _mounts(options: argparse.Namespace) -> list[dict[str, Any]]:
     import os
 
-    from composer.runtime.spec import Mount
-
-    mounts = []
+    mounts: list[dict[str, Any]] = []
     for item in options.volume:
         parts = item.split(":")
         if len(parts) < 2 or not parts[0] or not parts[1]:
@@ -133,63 +137,60 @@ def _mounts(options: argparse.Namespace) -> tuple[Any, ...]:
             raise UsageError(f"invalid volume {item!r}: named volumes are not supported yet; "
                              "give an absolute host path")
         flags = ",".join(rest).split(",") if rest else []
-        mounts.append(Mount("bind", target, os.path.abspath(source), read_only="ro" in flags,
-                            options=tuple(f for f in flags if f not in ("ro", "rw", ""))))
+        mounts.append({"type": "bind", "target": target, "source": os.path.abspath(source),
+                       "read_only": "ro" in flags,
+                       "options": [f for f in flags if f not in ("ro", "rw", "")]})
     for item in options.tmpfs:
         target, _, opts = item.partition(":")
-        mounts.append(Mount("tmpfs", target, options=tuple(o for o in opts.split(",") if o)))
-    return tuple(mounts)
+        mounts.append({"type": "tmpfs", "target": target, "source": "", "read_only": False,
+                       "options": [o for o in opts.split(",") if o]})
+    return mounts
 
 
-def _ulimits(items: list[str]) -> dict[str, tuple[int, int]]:
+def _ulimits(items: list[str]) -> dict[str, list[int]]:
     out = {}
     for item in items:
         name, _, values = item.partition("=")
         soft, _, hard = values.partition(":")
         try:
-            out[name] = (int(soft), int(hard or soft))
+            out[name] = [int(soft), int(hard or soft)]
         except ValueError:
             raise UsageError(f"invalid ulimit {item!r}: expected NAME=SOFT[:HARD], as "
                              "nofile=1024:2048") from None
     return out
 
 
-def _healthcheck(options: argparse.Namespace) -> Any:
-    from composer.runtime.spec import Healthcheck
-
+def _healthcheck(options: argparse.Namespace) -> dict[str, Any] | None:
     if options.no_healthcheck:
-        return Healthcheck(test=("NONE",))
+        return {"test": ["NONE"]}
     tuning = (options.health_interval, options.health_timeout, options.health_retries,
               options.health_start_period, options.health_start_interval)
     if options.health_cmd is None and all(v is None for v in tuning):
         return None
-    test = ("CMD-SHELL", options.health_cmd) if options.health_cmd is not None else ()
-    return Healthcheck(
-        test=test, interval=_seconds(options.health_interval, "--health-interval"),
-        timeout=_seconds(options.health_timeout, "--health-timeout"),
-        retries=options.health_retries,
-        start_period=_seconds(options.health_start_period, "--health-start-period"),
-        start_interval=_seconds(options.health_start_interval, "--health-start-interval"))
+    test = ["CMD-SHELL", options.health_cmd] if options.health_cmd is not None else []
+    return {
+        "test": test, "interval": _seconds(options.health_interval, "--health-interval"),
+        "timeout": _seconds(options.health_timeout, "--health-timeout"),
+        "retries": options.health_retries,
+        "start_period": _seconds(options.health_start_period, "--health-start-period"),
+        "start_interval": _seconds(options.health_start_interval, "--health-start-interval")}
 
 
-def _logging(items: list[str]) -> Any:
-    from composer.runtime.spec import Logging
-
+def _logging(items: list[str]) -> dict[str, Any]:
     opts = _pairs(items, "--log-opt")
     unknown = set(opts) - {"max-size", "max-file"}
     if unknown:
         raise UsageError(f"unknown --log-opt {sorted(unknown)[0]!r}: composer knows max-size "
                          "and max-file")
     max_file = int(opts.get("max-file", "1"))
-    return Logging(max_size=_bytes(opts.get("max-size"), "--log-opt max-size"),
-                   max_file=max_file)
+    return {"driver": "json-file",
+            "max_size": _bytes(opts.get("max-size"), "--log-opt max-size"),
+            "max_file": max_file}
 
 
-def spec_from_options(options: argparse.Namespace) -> Any:
-    """The ContainerSpec the flags ask for (UsageError for a malformed value)."""
+def spec_from_options(options: argparse.Namespace) -> dict[str, Any]:
+    """The spec the flags ask for, as ContainerSpec JSON (UsageError for a malformed value)."""
     import shlex
-
-    from composer.runtime.spec import ContainerSpec, Device, Resources
 
     if options.network not in ("none", "host"):
         raise UsageError(f"--network {options.network}: only 'none' and 'host' exist so far "
@@ -198,29 +199,34 @@ def spec_from_options(options: argparse.Namespace) -> Any:
     for item in options.device:
         host, _, rest = item.partition(":")
         inside, _, perms = rest.partition(":")
-        devices.append(Device(host, inside or host, perms or "rwm"))
+        devices.append({"host": host, "container": inside or host,
+                        "permissions": perms or "rwm"})
     entrypoint = None
     if options.entrypoint is not None:
-        entrypoint = tuple(shlex.split(options.entrypoint)) if options.entrypoint else ()
-    return ContainerSpec(
-        image=options.image, name=options.name, entrypoint=entrypoint,
-        command=tuple(options.args) if options.args else None, env=_env(options),
-        user=options.user, working_dir=options.workdir, hostname=options.hostname,
-        domainname=options.domainname, tty=options.tty, stdin_open=options.interactive,
-        read_only=options.read_only, privileged=options.privileged,
-        cap_add=tuple(options.cap_add), cap_drop=tuple(options.cap_drop),
-        mounts=_mounts(options), shm_size=_bytes(options.shm_size, "--shm-size"),
-        ulimits=_ulimits(options.ulimit), sysctls=_pairs(options.sysctl, "--sysctl"),
-        devices=tuple(devices), security_opt=tuple(options.security_opt),
-        group_add=tuple(options.group_add), ipc=options.ipc, pid=options.pid,
-        network=options.network,
-        resources=Resources(memory=_bytes(options.memory, "--memory"),
-                            memory_swap=_bytes(options.memory_swap, "--memory-swap"),
-                            memory_reservation=_bytes(options.memory_reservation,
-                                                      "--memory-reservation"),
-                            cpus=options.cpus, cpu_shares=options.cpu_shares,
-                            cpuset_cpus=options.cpuset_cpus, pids_limit=options.pids_limit),
-        init=options.init, stop_signal=options.stop_signal,
-        stop_grace_period=options.stop_timeout, healthcheck=_healthcheck(options),
-        restart=options.restart, labels=_pairs(options.label, "--label"),
-        logging=_logging(options.log_opt), runtime=options.runtime, auto_remove=options.rm)
+        entrypoint = shlex.split(options.entrypoint) if options.entrypoint else []
+    return {
+        "image": options.image, "name": options.name, "entrypoint": entrypoint,
+        "command": list(options.args) if options.args else None, "env": _env(options),
+        "user": options.user, "working_dir": options.workdir, "hostname": options.hostname,
+        "domainname": options.domainname, "tty": options.tty,
+        "stdin_open": options.interactive, "read_only": options.read_only,
+        "privileged": options.privileged, "cap_add": options.cap_add,
+        "cap_drop": options.cap_drop, "mounts": _mounts(options),
+        "shm_size": _bytes(options.shm_size, "--shm-size"),
+        "ulimits": _ulimits(options.ulimit), "sysctls": _pairs(options.sysctl, "--sysctl"),
+        "devices": devices, "security_opt": options.security_opt,
+        "group_add": options.group_add, "ipc": options.ipc, "pid": options.pid,
+        "network": options.network,
+        "resources": {
+            "memory": _bytes(options.memory, "--memory"),
+            "memory_swap": _bytes(options.memory_swap, "--memory-swap"),
+            "memory_reservation": _bytes(options.memory_reservation, "--memory-reservation"),
+            "cpus": options.cpus, "cpu_shares": options.cpu_shares,
+            "cpuset_cpus": options.cpuset_cpus, "cpuset_mems": None,
+            "pids_limit": options.pids_limit},
+        "init": options.init, "stop_signal": options.stop_signal,
+        "stop_grace_period": options.stop_timeout, "healthcheck": _healthcheck(options),
+        "restart": options.restart, "labels": _pairs(options.label, "--label"),
+        "logging": _logging(options.log_opt), "runtime": options.runtime,
+        "auto_remove": options.rm,
+    }

@@ -89,7 +89,7 @@ def _probe(ctx: EngineContext) -> int | None:
         fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
     except BlockingIOError:
         pid = read_pid(ctx)
-        return pid if pid is not None and _alive(pid) else None
+        return pid if pid is not None and process_alive(pid) else None
     finally:
         os.close(fd)
     return None
@@ -102,7 +102,7 @@ def read_pid(ctx: EngineContext) -> int | None:
         return None
 
 
-def _alive(pid: int) -> bool:
+def process_alive(pid: int) -> bool:
     """Whether ``pid`` runs (a zombie, dead but not yet reaped, does not)."""
     try:
         stat = Path(f"/proc/{pid}/stat").read_text()
@@ -181,7 +181,7 @@ def start(ctx: EngineContext, *, timeout: float = 10) -> int:
             return int(client.version()["pid"])
         except EngineUnavailable:
             pass
-        if not _alive(pid) and holder(ctx) is None:
+        if not process_alive(pid) and holder(ctx) is None:
             raise EngineUnavailable(f"the engine (pid {pid}) exited during start-up; its log "
                                     f"{ctx.log_path} says:\n{_tail(ctx.log_path, offset)}")
         if time.monotonic() > deadline:
@@ -253,7 +253,7 @@ def _wait_released(ctx: EngineContext, pid: int, timeout: float) -> bool:
     # Until the lock is free and the process gone (a zombie its parent has yet to reap counts
     # as gone: it holds nothing).
     deadline = time.monotonic() + timeout
-    while holder(ctx) == pid or _alive(pid):
+    while holder(ctx) == pid or process_alive(pid):
         if time.monotonic() > deadline:
             return False
         time.sleep(0.02)

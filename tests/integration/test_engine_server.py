@@ -35,7 +35,7 @@ from composer.engine.client import (
     connect,
     send_fds,
 )
-from composer.engine.daemon import EngineContext
+from composer.engine.daemon import EngineContext, process_alive
 from composer.engine.server import ApiError, Hijack, Request, Router, Stream
 from composer.errors import ComposerError
 
@@ -158,14 +158,6 @@ def setup(ctx: EngineContext, router: Router) -> Callable[[], None]:
     return cleanup
 
 
-def _alive(pid: int) -> bool:
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    return stat.rpartition(")")[2].split()[0] not in ("Z", "X")
-
-
 def _wait_for(condition: Callable[[], bool], what: str, timeout: float = 20) -> None:
     deadline = time.monotonic() + timeout
     while not condition():
@@ -186,7 +178,7 @@ def ctx(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[EngineConte
     yield context
     daemon.stop(context, timeout=5)  # what a failed test left behind
     assert daemon.status(context) is None
-    left = sorted(pid for pid in _started if _alive(pid))
+    left = sorted(pid for pid in _started if process_alive(pid))
     assert not left, f"engine processes left running: {left}"
 
 
@@ -451,7 +443,7 @@ def test_connect_starts_a_detached_engine_on_demand(ctx: EngineContext) -> None:
     assert connect(ctx.root, ctx.run_root).version()["pid"] == pid
     assert daemon.start(ctx) == pid
     assert daemon.stop(ctx) is True
-    assert not _alive(pid)
+    assert not process_alive(pid)
     assert daemon.status(ctx) is None and not ctx.socket_path.exists()
     assert (ctx.root / "cleanup-ran").read_text() == str(pid)
     assert daemon.stop(ctx) is False
@@ -531,6 +523,6 @@ def test_the_engine_commands(ctx: EngineContext) -> None:
     assert (as_json["pid"], as_json["api"], as_json["socket"]) == (pid, 1, str(ctx.socket_path))
     done = _cli(ctx, "stop")
     assert (done.returncode, done.stdout) == (0, f"stopped the engine (pid {pid})\n")
-    assert not _alive(pid)
+    assert not process_alive(pid)
     assert _cli(ctx, "status").returncode == 1
     assert _cli(ctx, "stop").stdout == "the engine is not running\n"

@@ -61,8 +61,8 @@ def run_pull(app: App, options: argparse.Namespace) -> int:
     from composer.runtime.images.transfer import pull
 
     project = _project(app, options)
-    failed = []
     with _store(options) as store, RegistryClient() as client:
+        chosen = []
         for name in sorted(project.services):
             service = project.services[name]
             policy = options.policy or str(service.spec.get("pull_policy") or "always")
@@ -70,14 +70,23 @@ def run_pull(app: App, options: argparse.Namespace) -> int:
                 continue  # built here, or the user said never: nothing to pull
             if policy in ("missing", "if_not_present") and store.get(service.image):
                 continue
-            try:
-                pull(store, client, service.image,
-                     progress=(lambda line: None) if options.quiet else app.print)
-            except ComposerError as exc:
-                if not options.ignore_pull_failures:
-                    raise
-                app.warn(f"service {name}: {exc}")
-                failed.append(name)
+            chosen.append(service)
+        return _each(app, options, chosen, lambda ref, progress: pull(
+            store, client, ref, progress=progress), ignore=options.ignore_pull_failures)
+
+
+def _each(app: App, options: argparse.Namespace, services: list[Any], action: Any, *,
+          ignore: bool) -> int:
+    """Pull or push each service's image; with ``ignore``, go on past a failure (exit 1)."""
+    failed = []
+    for service in services:
+        try:
+            action(service.image, (lambda line: None) if options.quiet else app.print)
+        except ComposerError as exc:
+            if not ignore:
+                raise
+            app.warn(f"service {service.name}: {exc}")
+            failed.append(service.name)
     return 1 if failed else 0
 
 
@@ -90,21 +99,12 @@ def run_push(app: App, options: argparse.Namespace) -> int:
     # named ones are pushed, as Compose does.
     chosen = (set(project.services) if options.include_deps or not options.services_selected
               else set(options.services_selected))
-    failed = []
+    # Only what is built here has something to push.
+    built = [project.services[n] for n in sorted(chosen)
+             if project.services[n].image and project.services[n].spec.get("build") is not None]
     with _store(options) as store, RegistryClient() as client:
-        for name in sorted(chosen):
-            service = project.services[name]
-            if not service.image or service.spec.get("build") is None:
-                continue  # nothing built here to push
-            try:
-                push(store, client, service.image,
-                     progress=(lambda line: None) if options.quiet else app.print)
-            except ComposerError as exc:
-                if not options.ignore_push_failures:
-                    raise
-                app.warn(f"service {name}: {exc}")
-                failed.append(name)
-    return 1 if failed else 0
+        return _each(app, options, built, lambda ref, progress: push(
+            store, client, ref, progress=progress), ignore=options.ignore_push_failures)
 
 
 def run_images(app: App, options: argparse.Namespace) -> int:

@@ -24,11 +24,16 @@ log = logging.getLogger("composer.engine")
 
 
 def setup(ctx: EngineContext, router: Router) -> Callable[[], None]:
+    import sys
+
     from composer.engine.probes import HealthChecks
     from composer.engine.supervisor import Supervisor
     from composer.runtime.rootfs import check_state_root
     from composer.state.layout import Layout, open_images, open_store
 
+    # The engine's threads mostly wait; when two want the GIL at once (a request and a
+    # clean-up), the one answering a client should not wait the default 5 ms for its turn.
+    sys.setswitchinterval(0.0005)
     check_state_root(ctx.root)
     layout = Layout(ctx.root, ctx.run_root)
     db = open_store(ctx.root)
@@ -160,18 +165,22 @@ class Routes:
             yield {"id": row.id, "name": row.name}
             for warning in warnings:
                 yield {"warning": warning}
+            self.m.hold_files(row.id)
             try:
-                self.m.start(row.id)
-            except ComposerError as e:
-                from composer.engine.exitcodes import start_failure_code
+                try:
+                    self.m.start(row.id)
+                except ComposerError as e:
+                    from composer.engine.exitcodes import start_failure_code
 
-                if row.spec.get("auto_remove"):
-                    self.m.remove(row.id, force=True)
-                yield {"error": str(e), "code": start_failure_code(str(e))}
-                return
-            for item in self.m.logs(row.id, follow=True):
-                yield _line(item)
-            yield {"exit": self._exit_after_run(row)}
+                    if row.spec.get("auto_remove"):
+                        self.m.remove(row.id, force=True)
+                    yield {"error": str(e), "code": start_failure_code(str(e))}
+                    return
+                for item in self.m.log_lines(row.id, follow=True):
+                    yield _line(item)
+                yield {"exit": self._exit_after_run(row)}
+            finally:
+                self.m.release_files(row.id)
 
         return Stream(events())
 

@@ -85,6 +85,9 @@ class ContainerManager:
         self._rotating: set[str] = set()
         # Exit codes of containers removed on exit (--rm): `run` and `wait` still answer them.
         self._removed_exits: dict[str, int] = {}
+        # Containers whose files must outlive their removal until a reader is done (`run`
+        # streams a --rm container's log, which may end and go before the stream catches up).
+        self._holds: dict[str, bool] = {}
         self.health: Any = None  # set by the engine app (probes.HealthChecks)
         self.cgroup_host = cgroups.detect()
         # COMPOSER_CGROUP_ROOT: tests give each engine a cgroup tree of its own to check.
@@ -149,6 +152,9 @@ class ContainerManager:
             if self._pull is None:
                 raise ContainerError(f"No such image: {spec.image}")
             image = self._pull(spec.image)
+        if spec.auto_remove and spec.restart not in ("no", ""):
+            raise ContainerError("conflicting options: a restart policy and --rm (auto "
+                                 "remove) cannot go together")
         if spec.name is not None and not names.valid(spec.name):
             raise ContainerError(f'Invalid container name "{spec.name}": only '
                                  "[a-zA-Z0-9][a-zA-Z0-9_.-] are allowed")
@@ -326,28 +332,40 @@ class ContainerManager:
             oom = bool(status and status.oom_killed) or (
                 code == 137 and cgroups.oom_killed(settings, self.cgroup_host))
             finished = status.finished_at if status is not None else time.time()
-            with contextlib.suppress(ComposerError):
-                cgroups.remove(settings, self.cgroup_host)
-            if status is not None:
-                runtime.forget_stopped(container_id)
-            elif runtime.knows(container_id):
-                runtime.delete(container_id, force=True)
             if self.health is not None:
                 self.health.end(container_id)
+            spec = self.spec(row)
+            if spec.auto_remove:
+                # --rm: the answer waits for the row to go, not for the clean-up after it.
+                self._removed_exits[container_id] = code
+                while len(self._removed_exits) > 1000:
+                    self._removed_exits.pop(next(iter(self._removed_exits)))
+                log.info("container %s exited with %d (removed)", row.name, code)
+                self._forget(row)
+                self.supervisor.submit(lambda: self._clean_after(row, stopped=status is not None))
+                return
+            self._clean_runtime(row, stopped=status is not None)
             self._set(container_id, status="exited", exit_code=code, finished_at=finished,
                       oom_killed=oom, pid=None, conmon_pid=None)
             log.info("container %s exited with %d", row.name, code)
             if self._maybe_restart(row, code, finished):
                 return
-            spec = self.spec(row)
-            if spec.auto_remove:
-                self._removed_exits[container_id] = code
-                while len(self._removed_exits) > 1000:
-                    self._removed_exits.pop(next(iter(self._removed_exits)))
-                self._destroy(self.find(container_id))
-            else:
-                with contextlib.suppress(ComposerError):
-                    rootfs.unmount(self.layout.container_dir(container_id))
+            with contextlib.suppress(ComposerError):
+                rootfs.unmount(self.layout.container_dir(container_id))
+
+    def _clean_runtime(self, row: ContainerRow, *, stopped: bool) -> None:
+        """The runtime's state and the cgroup of a container whose process has ended."""
+        with contextlib.suppress(ComposerError):
+            cgroups.remove(self.cgroup(row), self.cgroup_host)
+        runtime = self.runtime(row)
+        if stopped:
+            runtime.forget_stopped(row.id)
+        elif runtime.knows(row.id):
+            runtime.delete(row.id, force=True)
+
+    def _clean_after(self, row: ContainerRow, *, stopped: bool) -> None:
+        self._clean_runtime(row, stopped=stopped)
+        self._remove_files(row.id)
 
     def _maybe_restart(self, row: ContainerRow, code: int, finished: float) -> bool:
         from composer.engine.restart import RestartPolicy, restart_delay, should_restart
@@ -528,14 +546,33 @@ class ContainerManager:
         if row.status != "exited":  # on_exit removed the cgroup of an exited one
             with contextlib.suppress(ComposerError):
                 cgroups.remove(self.cgroup(row), self.cgroup_host)
+        self._forget(row)
+        self.supervisor.submit(lambda: self._remove_files(row.id))
+
+    def _forget(self, row: ContainerRow) -> None:
+        """Drop the row (and what the engine kept of it); the files are the caller's."""
+        self.supervisor.unwatch(row.id)
         rows.delete(self.db, row.id)
         self._delays.pop(row.id, None)
         with self._locks_guard:
             self._locks.pop(row.id, None)
         self._notify()
-        self.supervisor.submit(lambda: self._remove_files(row.id))
+
+    def hold_files(self, container_id: str) -> None:
+        with self._locks_guard:
+            self._holds[container_id] = False
+
+    def release_files(self, container_id: str) -> None:
+        with self._locks_guard:
+            pending = self._holds.pop(container_id, False)
+        if pending:
+            self._remove_files(container_id)
 
     def _remove_files(self, container_id: str) -> None:
+        with self._locks_guard:
+            if container_id in self._holds:
+                self._holds[container_id] = True  # removed on release
+                return
         cdir = self.layout.container_dir(container_id)
         with contextlib.suppress(FileNotFoundError):
             rootfs.remove(cdir)
@@ -612,16 +649,24 @@ class ContainerManager:
 
     def logs(self, ref: str, *, follow: bool = False, since_ns: int | None = None,
              until_ns: int | None = None, tail: int | None = None) -> Iterator[Any]:
-        from composer.runtime import logs
 
         row = self.find(ref)
-        path = self.log_path(row.id)
+        yield from self.log_lines(row.id, follow=follow, since_ns=since_ns, until_ns=until_ns,
+                                  tail=tail)
+
+    def log_lines(self, container_id: str, *, follow: bool = False,
+                  since_ns: int | None = None, until_ns: int | None = None,
+                  tail: int | None = None) -> Iterator[Any]:
+        """The log of a container by id, which may be removed meanwhile (see hold_files)."""
+        from composer.runtime import logs
+
+        path = self.log_path(container_id)
         if not follow:
             yield from logs.read(path, since_ns=since_ns, until_ns=until_ns, tail=tail)
             return
 
         def ended() -> bool:
-            current = rows.get(self.db, row.id)
+            current = rows.get(self.db, container_id)
             return current is None or current.status in ("exited", "created", "dead")
 
         def stopped() -> bool:

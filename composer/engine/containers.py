@@ -159,11 +159,10 @@ class ContainerManager:
             raise ContainerError(f'Invalid container name "{spec.name}": only '
                                  "[a-zA-Z0-9][a-zA-Z0-9_.-] are allowed")
         container_id = secrets.token_hex(32)
-        name = spec.name or names.generated({r.name for r in rows.all_rows(self.db)})
+        name = spec.name or names.generated(rows.names(self.db))
         spec = replace(spec, name=name)
         # Runtime found now, so that a missing one fails the create, not a later start.
         runtime = self.runtime(spec)
-        bundle.bundle_warnings(spec)
         row = ContainerRow(id=container_id, name=name, image_id=image.id,
                            image_ref=spec.image, spec=spec.to_json(), created=time.time(),
                            status="created", runtime=spec.runtime or runtime.name)

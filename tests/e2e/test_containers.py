@@ -199,3 +199,14 @@ def test_top_pause_and_cp(engine: Engine, tmp_path: object) -> None:
     engine.cli("container", "exec", "box", "sh", "-c", "ln -s /etc/passwd /tmp/link", check=True)
     engine.cli("container", "cp", "box:/etc/passwd", str(work / "passwd"), check=True)
     assert (work / "passwd").read_text().startswith("root:x:0:0")
+
+
+def test_an_image_a_container_uses_is_kept_by_rm_and_prune(engine: Engine) -> None:
+    engine.cli("container", "create", "--name", "user", IMAGE, "true", check=True)
+    refused = engine.cli("image", "rm", IMAGE)
+    assert refused.returncode != 0
+    assert "container is using its referenced image" in refused.stderr
+    engine.cli("image", "prune", "-a", check=True)
+    assert engine.cli("image", "inspect", IMAGE).returncode == 0
+    engine.cli("container", "rm", "user", check=True)
+    assert engine.cli("image", "rm", IMAGE).returncode == 0

@@ -144,7 +144,14 @@ class Routes:
         elif policy == "never" and self.m.images.get(spec.image) is None:
             raise ApiError(404, f"No such image: {spec.image}")
         row = self._conflicts(lambda: self.m.create(spec))
-        return row, bundle.bundle_warnings(spec)
+        warnings = bundle.bundle_warnings(spec)
+        volumes = sorted(self.m.image_config(row).get("Volumes") or {})
+        if volumes:
+            # Nothing silently ignored: Docker would mount anonymous volumes there.
+            warnings.append(f"the image declares VOLUME {', '.join(volumes)}: kept in the "
+                            "container's own filesystem for now (anonymous volumes are not "
+                            "implemented yet)")
+        return row, warnings
 
     def create(self, request: Request) -> Any:
         row, warnings = self._create(request)

@@ -32,7 +32,7 @@ from composer.engine.supervisor import Supervisor, Timer
 from composer.errors import ComposerError
 from composer.runtime import bundle, cgroups, monitor, rootfs
 from composer.runtime.images.store import Image, ImageStore
-from composer.runtime.inroot import read_text
+from composer.runtime.inroot import makedirs_in, read_text
 from composer.runtime.oci import OCIRuntime, find_runtime
 from composer.runtime.spec import ContainerSpec, Mount
 from composer.state import containers as rows
@@ -202,6 +202,10 @@ class ContainerManager:
         image_config = dict(image.config.get("config") or {})
         cdir = self.layout.container_dir(row.id)
         merged = rootfs.mount(cdir, self.images.lower_dirs(image))
+        for volume in image_config.get("Volumes") or {}:
+            # Docker mounts an anonymous volume there, so the path exists; until volumes are
+            # implemented it is a directory of the container's own (create warns about it).
+            makedirs_in(merged, str(volume))
         ctx = bundle.BundleContext(
             container_id=row.id, rootfs=str(merged), cgroup=self.cgroup(row),
             passwd=read_text(merged, "/etc/passwd"), group=read_text(merged, "/etc/group"),

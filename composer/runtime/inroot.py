@@ -74,3 +74,18 @@ def read_text(root: str | os.PathLike[str], path: str, *, limit: int = 1 << 20) 
         return None
     with os.fdopen(fd, "rb") as f:
         return f.read(limit).decode(errors="replace")
+
+
+def makedirs_in(root: str | os.PathLike[str], path: str, mode: int = 0o755) -> None:
+    """``mkdir -p`` of ``path`` inside ``root``, each step resolved inside it."""
+    parts = [p for p in path.split("/") if p and p != "."]
+    current = "/"
+    for part in parts:
+        parent = open_in(root, current, os.O_PATH | os.O_DIRECTORY)
+        try:
+            os.mkdir(part, mode, dir_fd=parent)
+        except FileExistsError:
+            pass
+        finally:
+            os.close(parent)
+        current = f"{current.rstrip('/')}/{part}"

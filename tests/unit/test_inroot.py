@@ -52,3 +52,19 @@ def test_creating_through_a_symlink_stays_inside(root: Path, tmp_path: Path) -> 
     os.write(fd, b"x")
     os.close(fd)
     assert (root / "tmp" / "new").read_bytes() == b"x"
+
+
+def test_makedirs_stays_inside(root: Path, tmp_path: Path) -> None:
+    from composer.runtime.inroot import makedirs_in
+
+    # A link to a host directory: inside the container that path does not exist.
+    (root / "escape").symlink_to(str(tmp_path / "outside"))
+    (tmp_path / "outside").mkdir()
+    with pytest.raises(OSError):
+        makedirs_in(root, "/escape/a/b")
+    assert list((tmp_path / "outside").iterdir()) == []
+    # A link inside the container is followed inside it.
+    (root / "var").mkdir()
+    (root / "data").symlink_to("/var")
+    makedirs_in(root, "/data/lib/app")
+    assert (root / "var" / "lib" / "app").is_dir()

@@ -63,6 +63,9 @@ def main() -> None:
     from tests.images import busybox_image
 
     runs = int(sys.argv[1]) if len(sys.argv) > 1 else 20
+    # The engine (started below, inheriting this) keeps its cgroups under a tree of ours.
+    cgroup_root = f"composer-bench-{os.getpid()}"
+    os.environ["COMPOSER_CGROUP_ROOT"] = cgroup_root
     work = Path(tempfile.mkdtemp(prefix="composer-bench-", dir="/var/tmp"))
     root = work / "root"
     try:
@@ -134,9 +137,13 @@ def main() -> None:
         for leftover in rootfs.mounts_under(work):
             subprocess.run(["umount", "-l", str(leftover)], check=False)
         shutil.rmtree(work, ignore_errors=True)
-        with __import__("contextlib").suppress(OSError):
-            for d in Path("/sys/fs/cgroup").glob("*/composer-bench"):
-                d.rmdir()
+        for top in [*Path("/sys/fs/cgroup").glob("*/composer-bench"),
+                    *Path("/sys/fs/cgroup").glob(f"*/{cgroup_root}")]:
+            for group in [p for p in top.iterdir() if p.is_dir()]:
+                with __import__("contextlib").suppress(OSError):
+                    group.rmdir()
+            with __import__("contextlib").suppress(OSError):
+                top.rmdir()
 
 
 if __name__ == "__main__":

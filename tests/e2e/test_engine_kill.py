@@ -76,6 +76,8 @@ def test_after_a_reboot_stale_state_is_cleaned_and_always_restarts(engine: Engin
         engine.run_detached("--name", "oneshot", IMAGE, "sleep", "100")
         pids = {n: engine.inspect(n)["State"]["Pid"] for n in ("keeper", "oneshot")}
         engine.cli("engine", "stop", check=True)
+        # A stopped engine stops no container.
+        assert all(Path(f"/proc/{pid}").exists() for pid in pids.values())
         # The "reboot": every process of the old boot is gone.
         for pid in pids.values():
             os.kill(pid, signal.SIGKILL)

@@ -155,3 +155,19 @@ def test_stats_and_wait(engine: Engine) -> None:
     engine.run_detached("--name", "quick", IMAGE, "sh", "-c", "sleep 0.3; exit 9")
     waited = engine.cli("container", "wait", "quick")
     assert waited.stdout.strip() == "9"
+
+
+def test_pid_and_ipc_namespaces_of_another_container_or_the_host(engine: Engine) -> None:
+    engine.run_detached("--name", "first", "--ipc", "shareable", IMAGE, "sleep", "100")
+    engine.wait_for("first", lambda s: s["State"]["Status"] == "running")
+    probe = ("readlink /proc/self/ns/ipc; readlink /proc/self/ns/pid; "
+             "ps -o comm | grep -c '^sleep'")
+    theirs = engine.cli("container", "exec", "first", "sh", "-c", probe).stdout.split()
+    joined = engine.cli("container", "run", "--rm", "--pid", "container:first", "--ipc",
+                        "container:first", IMAGE, "sh", "-c", probe).stdout.split()
+    alone = engine.cli("container", "run", "--rm", IMAGE, "sh", "-c", probe).stdout.split()
+    assert joined[:2] == theirs[:2] and joined[2] == "1"  # first's sleep is visible
+    assert alone[0] != theirs[0] and alone[1] != theirs[1] and alone[2] == "0"
+    host = engine.cli("container", "run", "--rm", "--pid", "host", IMAGE, "sh", "-c",
+                      "readlink /proc/self/ns/pid")
+    assert host.stdout.strip() == os.readlink("/proc/self/ns/pid")

@@ -28,13 +28,14 @@ from pathlib import Path
 from typing import Any
 
 from composer.engine import names
+from composer.engine.etcfiles import etc_files
 from composer.engine.supervisor import Supervisor, Timer
 from composer.errors import ComposerError
 from composer.runtime import bundle, cgroups, monitor, rootfs
 from composer.runtime.images.store import Image, ImageStore
 from composer.runtime.inroot import makedirs_in, read_text
 from composer.runtime.oci import OCIRuntime, find_runtime
-from composer.runtime.spec import ContainerSpec, Mount
+from composer.runtime.spec import ContainerSpec
 from composer.state import containers as rows
 from composer.state.containers import ContainerRow
 from composer.state.layout import Layout
@@ -210,7 +211,8 @@ class ContainerManager:
             container_id=row.id, rootfs=str(merged), cgroup=self.cgroup(row),
             passwd=read_text(merged, "/etc/passwd"), group=read_text(merged, "/etc/group"),
             init_path=TINI if spec.init else None,
-            extra_mounts=self._etc_files(row, spec), rlimits=_own_rlimits(),
+            extra_mounts=etc_files(self.layout.container_dir(row.id), row.id, spec),
+            rlimits=_own_rlimits(),
             namespace_paths=self._namespace_paths(spec),
             annotations={"composer.container.name": row.name})
         config = bundle.oci_config(spec, image_config, ctx)
@@ -250,52 +252,14 @@ class ContainerManager:
             self.health.begin(row.id, spec, image_config)
 
     def _keep_rotating(self, container_id: str, spec: ContainerSpec) -> None:
-        """conmon starts a new file past max-size; keep max-file of them (logs.LogRotation),
-        checking often enough that a rotation is never missed while the engine runs."""
-        if spec.logging.max_size is None or spec.logging.max_file <= 1:
-            return
-        from composer.runtime.logs import LogRotation
+        from composer.engine.logstream import keep_rotating
 
-        with self._locks_guard:
-            if container_id in self._rotating:
-                return  # a restart: the ticks of the first start go on
-            self._rotating.add(container_id)
-        rotation = LogRotation(self.log_path(container_id), spec.logging.max_file)
-
-        def tick() -> None:
-            rotation.check()
-            row = rows.get(self.db, container_id)
-            if row is not None and row.status in (*RUNNING, "restarting"):
-                self.supervisor.call_later(0.1, tick)
-            else:
-                with self._locks_guard:
-                    self._rotating.discard(container_id)
-
-        tick()
+        keep_rotating(self, container_id, spec)
 
     def _watch(self, container_id: str, conmon_pid: int) -> None:
         if not self.supervisor.watch(container_id, conmon_pid,
                                      lambda: self.on_exit(container_id)):
             self.supervisor.submit(lambda: self.on_exit(container_id))
-
-    def _etc_files(self, row: ContainerRow, spec: ContainerSpec) -> tuple[Mount, ...]:
-        """/etc/hostname, /etc/hosts and /etc/resolv.conf, written per container as Docker
-        does, and bind-mounted over the image's."""
-        cdir = self.layout.container_dir(row.id)
-        hostname = bundle.hostname_of(spec, row.id)
-        if spec.network == "host" and spec.hostname is None:
-            hostname = os.uname().nodename
-        (cdir / "hostname").write_text(hostname + "\n")
-        if spec.network == "host":
-            hosts = _read_host("/etc/hosts") or "127.0.0.1\tlocalhost\n"
-        else:
-            hosts = ("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n"
-                     "fe00::0\tip6-localnet\nff00::0\tip6-mcastprefix\n"
-                     "ff02::1\tip6-allnodes\nff02::2\tip6-allrouters\n")
-        (cdir / "hosts").write_text(hosts)
-        (cdir / "resolv.conf").write_text(_read_host("/etc/resolv.conf") or "")
-        return tuple(Mount("bind", f"/etc/{n}", str(cdir / n), read_only=spec.read_only)
-                     for n in ("hostname", "hosts", "resolv.conf"))
 
     def _namespace_paths(self, spec: ContainerSpec) -> dict[str, str]:
         paths: dict[str, str] = {}
@@ -581,68 +545,14 @@ class ContainerManager:
             rootfs.remove(cdir)
         shutil.rmtree(self.files(container_id).directory, ignore_errors=True)
 
-    def _collect_garbage(self) -> None:
-        """Files of containers that have no row (removed while an engine died)."""
-        known = {r.id for r in rows.all_rows(self.db)}
-        for parent in (self.layout.root / "containers", self.layout.run / "containers"):
-            with contextlib.suppress(FileNotFoundError):
-                for entry in parent.iterdir():
-                    if entry.name not in known and len(entry.name) == 64:
-                        self._remove_files(entry.name)
-
     # -- adoption -------------------------------------------------------------------------------
 
     def adopt(self) -> None:
-        """At engine start: take over what runs, learn what ended, clean up after a reboot."""
-        self._collect_garbage()
-        previous = _read(self.layout.boot_id_file)
-        rebooted = previous != self.boot_id
-        if rebooted:
-            self._clean_after_reboot(previous)
-        for row in rows.all_rows(self.db):
-            if rebooted and row.status in (*RUNNING, "restarting"):
-                self._after_reboot(row)
-                continue
-            if row.status in RUNNING:
-                pid = monitor.conmon_pid(self.files(row.id))
-                if pid is not None and self.supervisor.watch(
-                        row.id, pid, lambda cid=row.id: self.on_exit(cid)):  # type: ignore[misc]
-                    self._keep_rotating(row.id, self.spec(row))
-                    if self.health is not None:
-                        spec = self.spec(row)
-                        self.health.begin(row.id, spec, self.image_config(row),
-                                          saved=row.health, started_at=row.started_at)
-                    continue
-                self.supervisor.submit(lambda cid=row.id: self.on_exit(cid))  # type: ignore[misc]
-            elif row.status == "restarting":
-                self._restarts[row.id] = self.supervisor.call_later(
-                    0, lambda cid=row.id: self._restart(cid))  # type: ignore[misc]
-        self.layout.run.mkdir(parents=True, exist_ok=True)
-        self.layout.boot_id_file.write_text(self.boot_id + "\n")
+        """At engine start: take over what runs, learn what ended, clean up after a reboot
+        (see engine/adoption.py)."""
+        from composer.engine.adoption import adopt
 
-    def _clean_after_reboot(self, previous: str | None) -> None:
-        """The run root describes processes of another boot: none of them exists any more."""
-        log.info("new boot (was %s, now %s): cleaning stale runtime state", previous,
-                 self.boot_id)
-        for stale in (self.layout.run / "runtimes", self.layout.run / "containers"):
-            shutil.rmtree(stale, ignore_errors=True)
-
-    def _after_reboot(self, row: ContainerRow) -> None:
-        from composer.engine.restart import RestartPolicy, restart_at_boot
-
-        with contextlib.suppress(ComposerError):
-            rootfs.unmount(self.layout.container_dir(row.id))
-        with contextlib.suppress(ComposerError):
-            cgroups.remove(self.cgroup(row), self.cgroup_host)
-        self._set(row.id, status="exited", exit_code=255 if row.exit_code is None
-                  else row.exit_code, pid=None, conmon_pid=None,
-                  finished_at=row.finished_at or time.time())
-        policy = RestartPolicy.parse(self.spec(row).restart)
-        if restart_at_boot(policy, stopped_by_user=row.stopped_by_user):
-            try:
-                self._launch(self.find(row.id))
-            except ComposerError as e:
-                log.error("starting %s after the reboot failed: %s", row.name, e)
+        adopt(self)
 
     # -- reading --------------------------------------------------------------------------------
 
@@ -652,39 +562,18 @@ class ContainerManager:
 
     def logs(self, ref: str, *, follow: bool = False, since_ns: int | None = None,
              until_ns: int | None = None, tail: int | None = None) -> Iterator[Any]:
-
         row = self.find(ref)
-        yield from self.log_lines(row.id, follow=follow, since_ns=since_ns, until_ns=until_ns,
-                                  tail=tail)
+        return self.log_lines(row.id, follow=follow, since_ns=since_ns, until_ns=until_ns,
+                              tail=tail)
 
     def log_lines(self, container_id: str, *, follow: bool = False,
                   since_ns: int | None = None, until_ns: int | None = None,
                   tail: int | None = None) -> Iterator[Any]:
         """The log of a container by id, which may be removed meanwhile (see hold_files)."""
-        from composer.runtime import logs
+        from composer.engine.logstream import log_lines
 
-        path = self.log_path(container_id)
-        if not follow:
-            yield from logs.read(path, since_ns=since_ns, until_ns=until_ns, tail=tail)
-            return
-
-        def ended() -> bool:
-            current = rows.get(self.db, container_id)
-            return current is None or current.status in ("exited", "created", "dead")
-
-        def stopped() -> bool:
-            # Waiting here (on the change notice, checked under its lock so none is missed)
-            # instead of polling makes the end of a follow as prompt as the exit itself.
-            with self.changed:
-                if ended():
-                    return True
-                self.changed.wait(0.05)
-            return ended()
-
-        for line in logs.follow(path, since_ns=since_ns, tail=tail, stop=stopped, poll=0):
-            if until_ns is not None and line.time_ns > until_ns:
-                return
-            yield line
+        return log_lines(self, container_id, follow=follow, since_ns=since_ns,
+                         until_ns=until_ns, tail=tail)
 
 
 def _own_rlimits() -> dict[str, tuple[int, int]]:
@@ -702,17 +591,3 @@ def _write_json(path: Path, value: Any) -> None:
     tmp = path.with_name(f".{path.name}.tmp")
     tmp.write_text(json.dumps(value, separators=(",", ":")))
     os.replace(tmp, path)
-
-
-def _read(path: Path) -> str | None:
-    try:
-        return path.read_text().strip() or None
-    except OSError:
-        return None
-
-
-def _read_host(path: str) -> str | None:
-    try:
-        return Path(path).read_text()
-    except OSError:
-        return None

@@ -31,7 +31,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from composer.errors import ComposerError
 
     app = App()
-    parser = build_parser()
+    parser = build_parser(args)
     # Flags of commands still to come are not declared yet; only those commands may have them.
     options, unknown = parser.parse_known_args(args)
     if unknown and options.command not in PLANNED:
@@ -42,7 +42,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if options.command in PLANNED:
             app.abort(f"'composer {options.command}' is not implemented yet: this release "
-                      "loads, validates and prints projects (composer config)")
+                      "loads, validates and plans projects (composer config, composer plan) "
+                      "and runs single containers (composer container ...)")
         handler = options.handler
         code: int = handler(app, options)
         return code

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from collections.abc import Sequence
 from typing import Any
 
 from composer.__about__ import __version__
@@ -14,17 +15,48 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"error: {message}\n  hint: run '{self.prog} --help' for the options\n")
 
 
-def build_parser() -> argparse.ArgumentParser:
-    from composer.cli.commands import (
-        config,
-        container,
-        engine,
-        image,
-        login,
-        plan,
-        project_images,
-        version,
-    )
+# Which module registers each command (and its one-line help, for the listing). Only the
+# module of the command being run is imported and registered: building every command's
+# parser (the container flags alone are 70 options, twice) and importing every module would
+# cost each command about 40 ms.
+COMMANDS: dict[str, tuple[str, str]] = {
+    "config": ("config", "validate the project and print it normalized"),
+    "container": ("container", "manage single containers (run, ls, ...)"),
+    "engine": ("engine", "control the engine (start, stop, status, run)"),
+    "image": ("image", "manage images (pull, push, ls, rm, ...)"),
+    "login": ("login", "log in to a registry"),
+    "logout": ("login", "forget the credentials of a registry"),
+    "plan": ("plan", "show what 'up' would change, and why"),
+    "up": ("plan", "create and start the project (only --dry-run for now)"),
+    "pull": ("project_images", "pull the images of the project's services"),
+    "push": ("project_images", "push the images the project's services build"),
+    "images": ("project_images", "list the images of the project's services"),
+    "version": ("version", "show the composer version"),
+}
+# Global options that take a value (``-f FILE``), to find the command in an argument list.
+_VALUED = {"-f", "--file", "-p", "--project-name", "--project-directory", "--profile",
+           "--env-file", "--parallel", "--progress", "--ansi", "--root"}
+
+
+def command_of(argv: Sequence[str]) -> str | None:
+    """The command an argument list names (None for none, or for a help request)."""
+    skip = False
+    for arg in argv:
+        if skip:
+            skip = False
+        elif arg in ("-h", "--help"):
+            return None
+        elif arg in _VALUED:
+            skip = True
+        elif not arg.startswith("-"):
+            return arg
+    return None
+
+
+def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
+    """The parser; with ``argv``, only its command is fully built (see COMMANDS)."""
+    import importlib
+
     from composer.cli.main import PLANNED
 
     parser = _Parser(prog="composer", description="Run compose projects as real Linux "
@@ -46,14 +78,15 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--dry-run", action="store_true")
     parser.add_argument("--root", metavar="DIR", help="state root (default /var/lib/composer)")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
-    config.register(commands)
-    container.register(commands)
-    engine.register(commands)
-    image.register(commands)
-    login.register(commands)
-    plan.register(commands)
-    project_images.register(commands)
-    version.register(commands)
+    wanted = None if argv is None else command_of(argv)
+    modules = sorted({m for m, _ in COMMANDS.values()}) if wanted not in COMMANDS else \
+        [COMMANDS[str(wanted)][0]]
+    for module in modules:
+        importlib.import_module(f"composer.cli.commands.{module}").register(commands)
+    registered = set(commands.choices)
+    for name, (_, text) in sorted(COMMANDS.items()):
+        if name not in registered:
+            commands.add_parser(name, help=text, add_help=False)  # listed, never run
     for name in sorted(PLANNED):
         sub = commands.add_parser(name, help="(not implemented yet)", add_help=False)
         sub.add_argument("rest", nargs=argparse.REMAINDER)

@@ -2,11 +2,13 @@
 
 In one run, on a state root of its own (removed at the end):
 
-- ``composer container run --rm local/busybox true`` (engine already up), N times;
+- ``composer container run --rm local/busybox true`` (engine already up);
 - ``runc run`` of the same prepared bundle (the config.json composer wrote for such a
-  container, its root filesystem mounted), N times;
+  container, its root filesystem mounted);
 - the CLI's own start-up: ``composer container ls -q`` against the same engine (argument
-  parsing, imports, one request), N times;
+  parsing, imports, one request);
+
+N rounds of the three in turn (interleaved, so that they see the same machine), medians;
 - 100 idle containers (``sleep``): the PSS of each one's supervision process (conmon), from
   /proc/PID/smaps_rollup, and the engine's own growth divided by 100.
 
@@ -38,16 +40,19 @@ def composer(root: Path, *args: str) -> subprocess.CompletedProcess[str]:
                           env={**os.environ, "PYTHONPATH": str(ROOT)})
 
 
-def timed(label: str, runs: int, func: object) -> float:
-    samples = []
+def timed_together(runs: int, commands: list[tuple[str, object]]) -> list[float]:
+    samples: list[list[float]] = [[] for _ in commands]
     for _ in range(runs):
-        start = time.perf_counter()
-        func()  # type: ignore[operator]
-        samples.append(time.perf_counter() - start)
-    median = statistics.median(samples)
-    print(f"  {label}: median {median * 1000:.1f} ms (min {min(samples) * 1000:.1f}, "
-          f"{runs} runs)")
-    return median
+        for (_, func), got in zip(commands, samples, strict=True):
+            start = time.perf_counter()
+            func()  # type: ignore[operator]
+            got.append(time.perf_counter() - start)
+    medians = []
+    for (label, _), got in zip(commands, samples, strict=True):
+        median = statistics.median(got)
+        print(f"  {label}: median {median * 1000:.1f} ms (min {min(got) * 1000:.1f})")
+        medians.append(median)
+    return medians
 
 
 def pss_kb(pid: int) -> int:
@@ -73,11 +78,6 @@ def main() -> None:
             busybox_image(store, IMAGE)
         composer(root, "engine", "start")
         composer(root, "container", "run", "--rm", IMAGE, "true")  # warm caches
-        print(f"start-to-exit latency ({runs} runs each):")
-        ours = timed("composer container run --rm busybox true", runs,
-                     lambda: composer(root, "container", "run", "--rm", IMAGE, "true"))
-        cli = timed("composer container ls -q (the CLI's own start-up)", runs,
-                    lambda: composer(root, "container", "ls", "-q"))
         # The same bundle under bare runc: keep one container's bundle and mount.
         made = composer(root, "container", "create", "--name", "template", IMAGE, "true")
         cid = made.stdout.split()[-1]
@@ -95,9 +95,18 @@ def main() -> None:
         (bare / "config.json").write_text(json.dumps(config))
         runc_root = work / "runc"
         n = iter(range(10**6))
-        theirs = timed("runc run (same bundle)", runs, lambda: subprocess.run(
-            ["runc", "--root", str(runc_root), "run", "-b", str(bare), f"bare{next(n)}"],
-            check=True, stdin=subprocess.DEVNULL, capture_output=True))
+        # Interleaved, one of each in turn, so that all three see the same machine (its load
+        # and frequency drift over a run of this length).
+        print(f"start-to-exit latency ({runs} rounds, the three commands in turn):")
+        ours, cli, theirs = timed_together(runs, [
+            ("composer container run --rm busybox true",
+             lambda: composer(root, "container", "run", "--rm", IMAGE, "true")),
+            ("composer container ls -q (the CLI's own start-up)",
+             lambda: composer(root, "container", "ls", "-q")),
+            ("runc run (same bundle)", lambda: subprocess.run(
+                ["runc", "--root", str(runc_root), "run", "-b", str(bare), f"bare{next(n)}"],
+                check=True, stdin=subprocess.DEVNULL, capture_output=True)),
+        ])
         rootfs.unmount(cdir)
         composer(root, "container", "rm", "template")
         budget = 1.5 * theirs + cli

@@ -32,6 +32,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "push": ("project_images", "push the images the project's services build"),
     "images": ("project_images", "list the images of the project's services"),
     "version": ("version", "show the composer version"),
+    "volume": ("volume", "manage named volumes (create, ls, rm, ...)"),
 }
 # Global options that take a value (``-f FILE``), to find the command in an argument list.
 _VALUED = {"-f", "--file", "-p", "--project-name", "--project-directory", "--profile",

@@ -104,6 +104,11 @@ class Routes:
         r("POST", "/v1/containers/{id}/attach", self.attach)
         r("POST", "/v1/containers/{id}/commit", self.commit)
         r("POST", "/v1/containers/{id}/cp", self.cp)
+        r("GET", "/v1/volumes", self.volume_list)
+        r("POST", "/v1/volumes", self.volume_create)
+        r("POST", "/v1/volumes/prune", self.volume_prune)
+        r("GET", "/v1/volumes/{name}", self.volume_inspect)
+        r("DELETE", "/v1/volumes/{name}", self.volume_remove)
 
     # -- wrappers -------------------------------------------------------------------------------
 
@@ -286,6 +291,39 @@ class Routes:
         copy(self.m, row, direction=str(body.get("direction")),
              container_path=str(body.get("container_path")), host_path=str(body.get("host_path")))
         return {}
+
+    # -- volumes --------------------------------------------------------------------------------
+
+    def volume_list(self, request: Request) -> Any:
+        return [v.to_json() for v in self.m.volumes.all()]
+
+    def volume_create(self, request: Request) -> Any:
+        import secrets
+
+        body = request.body or {}
+        name = str(body.get("name") or secrets.token_hex(32))  # unnamed: random, as Docker
+        return self.m.volumes.create(name, labels=body.get("labels") or {},
+                                     driver=str(body.get("driver") or "local"),
+                                     options=body.get("options") or {}).to_json()
+
+    def volume_inspect(self, request: Request) -> Any:
+        found = self.m.volumes.get(request.path_args["name"])
+        if found is None:
+            raise ApiError(404, f"No such volume: {request.path_args['name']}")
+        return found.to_json()
+
+    def volume_remove(self, request: Request) -> Any:
+        from composer.runtime.volumes import VolumeError
+
+        name = request.path_args["name"]
+        try:
+            self.m.volumes.remove(name, users=self.m.volume_users, force=_flag(request, "force"))
+        except VolumeError as e:
+            raise ApiError(404 if str(e).startswith("No such") else 409, str(e)) from e
+        return {"Name": name}
+
+    def volume_prune(self, request: Request) -> Any:
+        return {"VolumesDeleted": self.m.volumes.prune(users=self.m.volume_users)}
 
     # -- sessions -------------------------------------------------------------------------------
 

@@ -35,7 +35,7 @@ from composer.runtime import bundle, cgroups, monitor, rootfs
 from composer.runtime.images.store import Image, ImageStore
 from composer.runtime.inroot import makedirs_in, read_text
 from composer.runtime.oci import OCIRuntime, find_runtime
-from composer.runtime.spec import ContainerSpec
+from composer.runtime.spec import ContainerSpec, Mount
 from composer.state import containers as rows
 from composer.state.containers import ContainerRow
 from composer.state.layout import Layout
@@ -90,6 +90,9 @@ class ContainerManager:
         # streams a --rm container's log, which may end and go before the stream catches up).
         self._holds: dict[str, bool] = {}
         self.health: Any = None  # set by the engine app (probes.HealthChecks)
+        from composer.runtime.volumes import Volumes
+
+        self.volumes = Volumes(layout.root, db)
         self.cgroup_host = cgroups.detect()
         # COMPOSER_CGROUP_ROOT: tests give each engine a cgroup tree of its own to check.
         self.cgroup_root = os.environ.get("COMPOSER_CGROUP_ROOT") or cgroups.ROOT
@@ -215,7 +218,8 @@ class ContainerManager:
             rlimits=_own_rlimits(),
             namespace_paths=self._namespace_paths(spec),
             annotations={"composer.container.name": row.name})
-        config = bundle.oci_config(spec, image_config, ctx)
+        config = bundle.oci_config(replace(spec, mounts=self._volume_mounts(spec, merged)),
+                                   image_config, ctx)
         bundle_dir = cdir / "bundle"
         bundle_dir.mkdir(exist_ok=True, mode=0o700)
         _write_json(bundle_dir / "config.json", config)
@@ -260,6 +264,32 @@ class ContainerManager:
         if not self.supervisor.watch(container_id, conmon_pid,
                                      lambda: self.on_exit(container_id)):
             self.supervisor.submit(lambda: self.on_exit(container_id))
+
+    def _volume_mounts(self, spec: ContainerSpec, merged: Path) -> tuple[Mount, ...]:
+        """Named volumes as the directories they are: created on first use, and an empty
+        one filled from the image's content at its target (unless ``nocopy``), as Docker."""
+        from composer.runtime.volumes import populate
+
+        mounts = []
+        for mount in spec.mounts:
+            if mount.type != "volume":
+                mounts.append(mount)
+                continue
+            if not mount.source:
+                raise ContainerError(f"anonymous volume on {mount.target}: not supported yet; "
+                                     "name it (-v NAME:{mount.target})")
+            volume = self.volumes.create(mount.source)
+            if "nocopy" not in mount.options:
+                populate(volume.mountpoint, merged, mount.target)
+            mounts.append(replace(mount, source=str(volume.mountpoint),
+                                  options=tuple(o for o in mount.options if o != "nocopy")))
+        return tuple(mounts)
+
+    def volume_users(self, name: str) -> list[str]:
+        """The containers (of any state) whose spec mounts volume ``name``."""
+        return sorted(r.name for r in rows.all_rows(self.db)
+                      if any(m.get("type") == "volume" and m.get("source") == name
+                             for m in r.spec.get("mounts") or ()))
 
     def _namespace_paths(self, spec: ContainerSpec) -> dict[str, str]:
         paths: dict[str, str] = {}

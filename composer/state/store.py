@@ -136,6 +136,20 @@ MIGRATIONS: list[tuple[int, str]] = [
         CREATE INDEX containers_image_id ON containers(image_id);
         """,
     ),
+    (
+        3,
+        """
+        -- Named volumes: directories under the state root (volumes/<name>/_data) with what
+        -- was asked of them. They outlive containers; only an explicit removal deletes them.
+        CREATE TABLE volumes (
+            name    TEXT PRIMARY KEY NOT NULL,
+            driver  TEXT NOT NULL,
+            labels  TEXT NOT NULL,
+            options TEXT NOT NULL,
+            created REAL NOT NULL
+        );
+        """,
+    ),
 ]
 
 

@@ -59,7 +59,7 @@ def test_an_empty_entrypoint_resets_and_no_healthcheck_disables() -> None:
     (["--ulimit", "nofile=x"], "invalid ulimit"),
     (["--health-interval", "soon"], "invalid duration 'soon'"),
     (["--log-opt", "mode=fast"], "unknown --log-opt 'mode'"),
-    (["-v", "data:/data"], "named volumes are not supported yet"),
+    (["-v", ":/data"], "invalid volume"),
 ])
 def test_malformed_flags_are_usage_errors(args: list[str], message: str) -> None:
     with pytest.raises(UsageError, match=message):
@@ -69,3 +69,10 @@ def test_malformed_flags_are_usage_errors(args: list[str], message: str) -> None
 def test_the_engine_refuses_a_spec_field_it_does_not_know() -> None:
     with pytest.raises(ValueError, match="unknown container spec fields: colour"):
         ContainerSpec.from_json({"image": "x", "colour": "blue"})
+
+
+def test_a_name_before_the_colon_is_a_named_volume() -> None:
+    got = spec("-v", "data:/data:ro,nocopy", "-v", "./here:/here", "img")
+    assert got.mounts[0] == Mount("volume", "/data", "data", read_only=True,
+                                  options=("nocopy",))
+    assert got.mounts[1].type == "bind" and got.mounts[1].source.endswith("/here")

@@ -131,13 +131,12 @@ def _mounts(options: argparse.Namespace) -> list[dict[str, Any]]:
         parts = item.split(":")
         if len(parts) < 2 or not parts[0] or not parts[1]:
             raise UsageError(f"invalid volume {item!r}: expected /host/path:/container/path"
-                             "[:ro] (named volumes come with networks and volumes)")
+                             "[:ro] or NAME:/container/path[:ro]")
         source, target, *rest = parts
-        if not source.startswith(("/", ".")):
-            raise UsageError(f"invalid volume {item!r}: named volumes are not supported yet; "
-                             "give an absolute host path")
         flags = ",".join(rest).split(",") if rest else []
-        mounts.append({"type": "bind", "target": target, "source": os.path.abspath(source),
+        named = not source.startswith(("/", "."))
+        mounts.append({"type": "volume" if named else "bind", "target": target,
+                       "source": source if named else os.path.abspath(source),
                        "read_only": "ro" in flags,
                        "options": [f for f in flags if f not in ("ro", "rw", "")]})
     for item in options.tmpfs:

@@ -150,6 +150,21 @@ MIGRATIONS: list[tuple[int, str]] = [
         );
         """,
     ),
+    (
+        4,
+        """
+        -- IP leases: one address of a network per container attachment. The primary key is
+        -- what makes an address impossible to hand out twice, whatever crashed when.
+        CREATE TABLE leases (
+            network   TEXT NOT NULL,
+            address   TEXT NOT NULL,
+            container TEXT NOT NULL,
+            created   REAL NOT NULL,
+            PRIMARY KEY (network, address)
+        );
+        CREATE UNIQUE INDEX leases_attachment ON leases(network, container);
+        """,
+    ),
 ]
 
 

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import time
-
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -243,7 +241,8 @@ def test_random_text_only_raises_manifest_error(text: str) -> None:
     list_variables(YMap({"k": text}))
 
 
-def test_five_hundred_services_interpolate_fast() -> None:
+def test_five_hundred_services_interpolate() -> None:
+    # Speed is bench/'s (config -q on 500 services): this checks the result only.
     services = YMap()
     for n in range(500):
         services[f"s{n}"] = YMap({
@@ -253,9 +252,7 @@ def test_five_hundred_services_interpolate_fast() -> None:
             "command": ["sh", "-c", "echo $$HOME && exec app"],
         })
     root = YMap({"services": services})
-    started = time.perf_counter()
     Interpolator({"TAG": "1"}, lambda w: None).tree(root)
-    elapsed = time.perf_counter() - started
     assert services["s499"]["image"] == "docker.io/app:1"
+    assert services["s499"]["environment"]["K9"] == "value-9-d"
     assert services["s0"]["command"][2] == "echo $HOME && exec app"
-    assert elapsed < 0.5

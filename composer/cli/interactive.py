@@ -171,8 +171,11 @@ def _drain(fd: int) -> None:
 
 def attach_and_start(engine: Any, container: str, *, tty: bool, remove: bool) -> int:
     """Attach to a created container's main process, start it, pump until it exits."""
+    rows, cols = _size()
+    # The size goes with the request: the engine sets it before the process runs.
     sock = engine.hijack("POST", f"/v1/containers/{container}/attach",
-                         params={"start": 1, "remove": int(remove)})
+                         params={"start": 1, "remove": int(remove), "rows": rows,
+                                 "cols": cols})
     try:
         try:
             _, fds = _receive(sock, 2)

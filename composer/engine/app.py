@@ -343,9 +343,12 @@ class Routes:
         from composer.engine.sessions import attach_session
 
         row = self._find(request)
+        rows, cols = _param(request, "rows"), _param(request, "cols")
+        size = (int(rows), int(cols)) if rows and cols and rows.isdigit() and cols.isdigit() \
+            else None
         return Hijack(lambda sock: attach_session(self.m, row, sock,
                                                   start=_flag(request, "start"),
-                                                  remove=_flag(request, "remove")))
+                                                  remove=_flag(request, "remove"), size=size))
 
 
 __all__ = ["Routes", "setup"]

@@ -142,12 +142,30 @@ def _exec_tty(manager: ContainerManager, row: ContainerRow, process: Path, log: 
     return child.wait()
 
 
+def _set_size(files: Any, size: tuple[int, int]) -> None:
+    """Give the container's terminal the client's size before its process runs: through its
+    own stdin (the pty's slave side), since a resize sent to conmon could arrive too late."""
+    import fcntl
+    import struct
+    import termios
+
+    pid = int(files.pidfile.read_text().strip())
+    fd = os.open(f"/proc/{pid}/fd/0", os.O_RDWR | os.O_NOCTTY | os.O_CLOEXEC)
+    try:
+        fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack("HHHH", size[0], size[1], 0, 0))
+    finally:
+        os.close(fd)
+
+
 def attach_session(manager: ContainerManager, row: ContainerRow, sock: socket.socket, *,
-                   start: bool, remove: bool) -> None:
+                   start: bool, remove: bool, size: tuple[int, int] | None = None) -> None:
     """Attach to the main process (conmon's attach socket), start it, report its exit."""
     from composer.runtime import monitor
 
     def hand_over(files: monitor.MonitorFiles) -> None:
+        if size is not None and row.spec.get("tty"):
+            with contextlib.suppress(OSError, ValueError):
+                _set_size(files, size)
         attached = monitor.attach(files)
         ctl = os.open(files.ctl_file, os.O_WRONLY | os.O_NONBLOCK | os.O_CLOEXEC)
         try:

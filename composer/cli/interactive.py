@@ -82,6 +82,8 @@ def exec_session(engine: Any, container: str, body: dict[str, Any]) -> int:
     if body.get("detach"):
         engine.request("POST", f"/v1/containers/{container}/exec", body)
         return 0
+    if body.get("tty"):
+        body = {**body, **dict(zip(("rows", "cols"), _size(), strict=True))}
     sock = engine.hijack("POST", f"/v1/containers/{container}/exec", body)
     try:
         if not body.get("tty"):

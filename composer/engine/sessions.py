@@ -106,7 +106,7 @@ def exec_session(manager: ContainerManager, row: ContainerRow, body: dict[str, A
     log = process.with_suffix(".log")
     try:
         if body.get("tty"):
-            code = _exec_tty(manager, row, process, log, sock)
+            code = _exec_tty(manager, row, process, log, sock, body)
         else:
             _, fds, _, _ = socket.recv_fds(sock, 1024, 3)
             try:
@@ -124,11 +124,19 @@ def exec_session(manager: ContainerManager, row: ContainerRow, body: dict[str, A
 
 
 def _exec_tty(manager: ContainerManager, row: ContainerRow, process: Path, log: Path,
-              sock: socket.socket) -> int:
+              sock: socket.socket, body_size: dict[str, Any]) -> int:
     """``runc exec -t`` in the foreground needs a terminal of its own (it copies between it and
     the container's pty, and passes resizes on): give it the slave of a pty made here, as its
     controlling terminal (``setsid --ctty``), and hand the master to the client."""
     master, slave = os.openpty()
+    size = (body_size.get("rows"), body_size.get("cols"))
+    if all(isinstance(v, int) and v > 0 for v in size):
+        import fcntl
+        import struct
+        import termios
+
+        # The client's size before the process runs (runc gives it to the container's pty).
+        fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", size[0], size[1], 0, 0))
     try:
         child = subprocess.Popen(["setsid", "--ctty",
                                   *_exec_argv(manager, row, process, log, tty=True)],

@@ -156,9 +156,12 @@ def test_exec_with_and_without_a_tty(engine: Engine) -> None:
     engine.run_detached("--name", "host", IMAGE, "sleep", "100")
     plain = engine.cli("container", "exec", "host", "sh", "-c", "echo $$ inside; exit 4")
     assert plain.returncode == 4 and plain.stdout.strip().endswith("inside")
-    with_tty = engine.cli("container", "exec", "-t", "host", "tty")
+    with_tty = engine.cli("container", "exec", "-t", "host", "sh", "-c", "tty; stty size")
     assert with_tty.returncode == 0, with_tty.stderr
-    assert with_tty.stdout.strip().startswith("/dev/pts/")
+    lines = with_tty.stdout.split("\r\n")
+    assert lines[0].startswith("/dev/pts/")
+    # No terminal here: the CLI falls back to 24x80 and the process starts with that size.
+    assert lines[1] == "24 80", lines
     as_app = engine.cli("container", "exec", "-u", "app", "-e", "X=1", "-w", "/home", "host",
                         "sh", "-c", "id -u; echo $X; pwd")
     assert as_app.stdout.split() == ["1000", "1", "/home"]

@@ -210,12 +210,9 @@ class ContainerManager:
             # Docker mounts an anonymous volume there, so the path exists; until volumes are
             # implemented it is a directory of the container's own (create warns about it).
             makedirs_in(merged, str(volume))
-        ctx = bundle.BundleContext(
-            container_id=row.id, rootfs=str(merged), cgroup=self.cgroup(row),
-            passwd=read_text(merged, "/etc/passwd"), group=read_text(merged, "/etc/group"),
-            init_path=TINI if spec.init else None,
+        ctx = replace(
+            self.bundle_context(row, merged), init_path=TINI if spec.init else None,
             extra_mounts=etc_files(self.layout.container_dir(row.id), row.id, spec),
-            rlimits=_own_rlimits(),
             namespace_paths=self._namespace_paths(spec),
             annotations={"composer.container.name": row.name})
         config = bundle.oci_config(replace(spec, mounts=self._volume_mounts(spec, merged)),
@@ -264,6 +261,14 @@ class ContainerManager:
         if not self.supervisor.watch(container_id, conmon_pid,
                                      lambda: self.on_exit(container_id)):
             self.supervisor.submit(lambda: self.on_exit(container_id))
+
+    def bundle_context(self, row: ContainerRow, merged: Path) -> bundle.BundleContext:
+        """What the bundle needs of the host for this container (its root filesystem mounted
+        at ``merged``): for its config.json, and for the processes ``exec`` adds to it."""
+        return bundle.BundleContext(
+            container_id=row.id, rootfs=str(merged), cgroup=self.cgroup(row),
+            passwd=read_text(merged, "/etc/passwd"), group=read_text(merged, "/etc/group"),
+            rlimits=_own_rlimits())
 
     def _volume_mounts(self, spec: ContainerSpec, merged: Path) -> tuple[Mount, ...]:
         """Named volumes as the directories they are: created on first use, and an empty

@@ -38,36 +38,14 @@ def process_file(manager: ContainerManager, container_id: str, args: Sequence[st
                  env: Mapping[str, str] | None = None, user: str | None = None,
                  working_dir: str | None = None, tty: bool = False,
                  privileged: bool = False) -> Path:
-    """Write the OCI process of ``args`` for ``runc exec --process``; returns its path (the
-    caller removes it)."""
+    """Write the OCI process of ``args`` for ``runc exec --process`` (Docker's exec rules:
+    ``bundle.exec_process``); returns its path (the caller removes it)."""
+    row = manager.find(container_id)
     cdir = manager.layout.container_dir(container_id)
-    config = json.loads((cdir / "bundle" / "config.json").read_text())
-    process: dict[str, Any] = dict(config["process"])
-    process["args"] = list(args)
-    process["terminal"] = tty
-    if env:
-        keys = set(env)
-        process["env"] = [e for e in process.get("env", []) if e.split("=", 1)[0] not in keys]
-        process["env"] += [f"{k}={v}" for k, v in env.items()]
-    if tty and not any(e.startswith("TERM=") for e in process.get("env", [])):
-        process["env"] = [*process.get("env", []), "TERM=xterm"]
-    if working_dir:
-        process["cwd"] = working_dir
-    if user:
-        from composer.runtime.inroot import read_text
-        from composer.runtime.users import resolve_user
-
-        root = config["root"]["path"]
-        found = resolve_user(user, read_text(root, "/etc/passwd"),
-                             read_text(root, "/etc/group"))
-        process["user"] = {"uid": found.uid, "gid": found.gid,
-                           "additionalGids": list(found.additional_gids)}
-        process["env"] = [e for e in process.get("env", []) if not e.startswith("HOME=")]
-        process["env"].append(f"HOME={found.home}")
-    if privileged:
-        everything = sorted(bundle.ALL_CAPABILITIES)
-        process["capabilities"] = {k: everything for k in
-                                   ("bounding", "effective", "permitted", "inheritable")}
+    process = bundle.exec_process(
+        manager.spec(row), manager.image_config(row),
+        manager.bundle_context(row, cdir / "merged"), args, env=env, user=user,
+        working_dir=working_dir, tty=tty, privileged=privileged)
     path = cdir / f"exec-{secrets.token_hex(6)}.json"
     path.write_text(json.dumps(process))
     return path

@@ -31,7 +31,6 @@ if TYPE_CHECKING:
     from composer.engine.supervisor import Timer
 
 log = logging.getLogger("composer.engine")
-OUTPUT_LIMIT = 4096
 
 
 def process_file(manager: ContainerManager, container_id: str, args: Sequence[str], *,
@@ -121,17 +120,20 @@ class HealthChecks:
 
 def run_probe(manager: ContainerManager, container_id: str, args: Sequence[str], *,
               timeout: float) -> tuple[int, str]:
-    """Run ``args`` in the container; (exit code, output) with -1 for a timeout."""
+    """Run ``args`` in the container; (exit code, output) with -1 for a timeout. The output
+    is as the process wrote it: ``HealthState.record`` truncates it as Docker does."""
     row = manager.find(container_id)
     path = process_file(manager, container_id, args)
     runtime = manager.runtime(row)
     try:
         done = subprocess.run(runtime.exec_command(container_id, str(path)),
                               stdin=subprocess.DEVNULL, capture_output=True, timeout=timeout)
-    except subprocess.TimeoutExpired:
-        return -1, f"Health check exceeded timeout ({timeout:g}s)"
+    except subprocess.TimeoutExpired as e:
+        from composer.engine.health import timeout_message
+
+        said = ((e.stdout or b"") + (e.stderr or b"")).decode(errors="replace")
+        return -1, timeout_message(timeout, said)
     finally:
         with contextlib.suppress(OSError):
             os.unlink(path)
-    output = (done.stdout + done.stderr)[:OUTPUT_LIMIT].decode(errors="replace")
-    return done.returncode, output
+    return done.returncode, (done.stdout + done.stderr).decode(errors="replace")

@@ -197,12 +197,9 @@ class Routes:
         return Stream(events())
 
     def _exit_after_run(self, row: Any) -> int:
-        self.m.wait_exit(row.id, None)
-        code = self.m.wait(row.id)
-        if row.spec.get("auto_remove"):
-            # on_exit removes it; answer once it is gone, as `docker run --rm` does.
-            self.m.wait_removed(row.id, 30)
-        return code
+        # With --rm, answer once it is gone, as `docker run --rm` does.
+        return self.m.wait(row.id, condition="removed" if row.spec.get("auto_remove")
+                           else "not-running")
 
     def inspect(self, request: Request) -> Any:
         return views.inspect(self.m, self._find(request))

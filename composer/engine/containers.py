@@ -470,46 +470,45 @@ class ContainerManager:
         row = self.stop(ref, timeout=timeout)
         return self.start(row.id)
 
-    def wait_exit(self, container_id: str, timeout: float | None) -> bool:
-        """Wait until the container is not running (nor paused); False on timeout."""
+    def _wait_until(self, done: Callable[[ContainerRow | None], bool], container_id: str,
+                    timeout: float | None) -> tuple[bool, ContainerRow | None]:
+        """Wait on the change notice until ``done(row)`` (the row is None once removed):
+        (True, that row), or (False, the last row) when ``timeout`` seconds passed first."""
         deadline = None if timeout is None else time.monotonic() + timeout
         with self.changed:
             while True:
                 row = rows.get(self.db, container_id)
-                if row is None or row.status not in RUNNING:
-                    return True
+                if done(row):
+                    return True, row
                 left = None if deadline is None else deadline - time.monotonic()
                 if left is not None and left <= 0:
-                    return False
+                    return False, row
                 self.changed.wait(timeout=0.5 if left is None else min(left, 0.5))
 
+    def wait_exit(self, container_id: str, timeout: float | None) -> bool:
+        """Wait until the container is not running (nor paused); False on timeout."""
+        reached, _ = self._wait_until(lambda r: r is None or r.status not in RUNNING,
+                                      container_id, timeout)
+        return reached
+
     def wait(self, ref: str, *, condition: str = "not-running") -> int:
-        """``docker wait``: block until it exits, return its exit code."""
+        """``docker wait``: its exit code once it is not running (``not-running``), after
+        its next exit (``next-exit``) or once it is removed (``removed``)."""
         if ref in self._removed_exits:
             return self._removed_exits[ref]
         row = self.find(ref)
-        with self.changed:
-            while True:
-                current = rows.get(self.db, row.id)
-                if current is None:
-                    if row.id in self._removed_exits:
-                        return self._removed_exits[row.id]
-                    return row.exit_code if row.exit_code is not None else 0
-                done = current.status == "exited" if condition == "next-exit" else (
-                    current.status in ("exited", "created", "dead"))
-                if done and condition != "removed":
-                    return current.exit_code if current.exit_code is not None else 0
-                self.changed.wait(timeout=0.5)
 
-    def wait_removed(self, container_id: str, timeout: float) -> bool:
-        deadline = time.monotonic() + timeout
-        with self.changed:
-            while rows.get(self.db, container_id) is not None:
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    return False
-                self.changed.wait(timeout=min(left, 0.5))
-        return True
+        def done(r: ContainerRow | None) -> bool:
+            if r is None or condition == "removed":
+                return r is None
+            if condition == "next-exit":
+                return r.status == "exited" and r.finished_at != row.finished_at
+            return r.status in ("exited", "created", "dead")
+
+        _, last = self._wait_until(done, row.id, None)
+        if last is not None:
+            return last.exit_code or 0
+        return self._removed_exits.get(row.id, row.exit_code or 0)
 
     # -- remove ---------------------------------------------------------------------------------
 

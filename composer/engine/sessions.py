@@ -193,8 +193,5 @@ def attach_session(manager: ContainerManager, row: ContainerRow, sock: socket.so
                 manager.remove(row.id, force=True)
         _send(sock, {"error": str(e), "code": start_failure_code(str(e))})
         return
-    manager.wait_exit(row.id, None)
-    code = manager.wait(row.id)
-    if remove:
-        manager.wait_removed(row.id, 30)
-    _send(sock, {"exit": code})
+    _send(sock, {"exit": manager.wait(row.id, condition="removed" if remove
+                                      else "not-running")})

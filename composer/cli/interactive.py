@@ -104,15 +104,14 @@ def exec_session(engine: Any, container: str, body: dict[str, Any]) -> int:
 
 
 def _wait_exit(sock: socket.socket) -> int:
+    """The exit line; 125 (composer failed) when the engine hangs up without one."""
     buffer = b""
-    while True:
-        chunk = sock.recv(4096)
-        if not chunk:
-            return _exit_code(buffer) if _exit_code(buffer) is not None else 125  # type: ignore[return-value]
+    while chunk := sock.recv(4096):
         buffer += chunk
         code = _exit_code(buffer)
         if code is not None:
             return code
+    return 125
 
 
 def _pump_pty(sock: socket.socket, master: int, *, interactive: bool) -> int:

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import random
-import re
+
+from composer.runtime.spec import NAME_RULE
 
 _ADJECTIVES = (
     "brave", "calm", "clever", "eager", "fair", "gentle", "happy", "keen", "kind", "lively",
@@ -15,7 +16,6 @@ _NOUNS = (
     "salmon", "sparrow", "stoat", "swan", "tern", "walrus", "wren", "badger", "beaver", "bison",
     "cedar", "maple", "willow", "alder", "birch", "rowan", "aspen", "hazel", "larch", "spruce",
 )
-VALID_NAME = re.compile(r"[a-zA-Z0-9][a-zA-Z0-9_.-]*")
 
 
 def generated(taken: set[str], rng: random.Random | None = None) -> str:
@@ -32,4 +32,4 @@ def generated(taken: set[str], rng: random.Random | None = None) -> str:
 
 def valid(name: str) -> bool:
     """Docker's rule for container names."""
-    return VALID_NAME.fullmatch(name) is not None
+    return NAME_RULE.fullmatch(name) is not None

@@ -156,10 +156,9 @@ def stats(manager: ContainerManager, row: ContainerRow) -> dict[str, Any]:
     settings = manager.cgroup(row)
     dirs = cgroups.cgroup_dirs(settings, manager.cgroup_host)
 
-    def read(controller: str, name: str) -> int | None:
+    def read(name: str) -> int | None:
         # v1 keeps each file in its controller's hierarchy, v2 all in one directory: the
         # file's name says where it is either way.
-        del controller
         for path in dirs:
             if (path / name).exists():
                 try:
@@ -169,13 +168,13 @@ def stats(manager: ContainerManager, row: ContainerRow) -> dict[str, Any]:
                     return None
         return None
 
-    usage = read("memory", "memory.usage_in_bytes") or read("memory", "memory.current")
-    limit = read("memory", "memory.limit_in_bytes") or read("memory", "memory.max")
-    pids = read("pids", "pids.current") or 0
-    cpu1 = read("cpuacct", "cpuacct.usage")
+    usage = read("memory.usage_in_bytes") or read("memory.current")
+    limit = read("memory.limit_in_bytes") or read("memory.max")
+    pids = read("pids.current") or 0
+    cpu1 = read("cpuacct.usage")
     t1 = time.monotonic()
     time.sleep(0.1)
-    cpu2 = read("cpuacct", "cpuacct.usage")
+    cpu2 = read("cpuacct.usage")
     elapsed = time.monotonic() - t1
     percent = 0.0 if cpu1 is None or cpu2 is None else (cpu2 - cpu1) / 1e9 / elapsed * 100
     return {"id": row.id, "name": row.name, "memory_usage": usage,

@@ -11,11 +11,15 @@ and stop signal from it. Values are as the user wrote them, already validated an
 from __future__ import annotations
 
 import dataclasses
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 MountType = Literal["bind", "tmpfs", "volume"]
+
+#: Docker's rule for the names of containers and volumes.
+NAME_RULE = re.compile(r"[a-zA-Z0-9][a-zA-Z0-9_.-]*")
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import shutil
 import time
 from collections.abc import Callable, Mapping
@@ -21,9 +20,8 @@ from pathlib import Path
 from typing import Any
 
 from composer.errors import ComposerError
+from composer.runtime.spec import NAME_RULE
 from composer.state.store import Store
-
-VALID_NAME = re.compile(r"[a-zA-Z0-9][a-zA-Z0-9_.-]*")
 
 
 class VolumeError(ComposerError):
@@ -59,7 +57,7 @@ class Volumes:
     def create(self, name: str, *, labels: Mapping[str, str] | None = None,
                driver: str = "local", options: Mapping[str, str] | None = None) -> Volume:
         """Make the volume; an existing one of that name is returned as it is (Docker)."""
-        if not VALID_NAME.fullmatch(name):
+        if not NAME_RULE.fullmatch(name):
             raise VolumeError(f'invalid volume name "{name}": only [a-zA-Z0-9][a-zA-Z0-9_.-] '
                               "are allowed")
         if driver != "local":

@@ -37,14 +37,17 @@ class Engine:
     cgroup_root: str
     ids: set[str] = field(default_factory=set)
 
+    def env(self) -> dict[str, str]:
+        """The environment of the test's CLI (and so of the engine it starts)."""
+        return {"PATH": os.environ.get("PATH", os.defpath), "PYTHONPATH": str(ROOT),
+                "HOME": str(self.root / "home"), "LANG": "C.UTF-8",
+                "COMPOSER_CGROUP_ROOT": self.cgroup_root,
+                **{k: v for k, v in os.environ.items() if k == "COMPOSER_BOOT_ID_FILE"}}
+
     def cli(self, *args: str, stdin: bytes | None = None, timeout: float = 120,
             check: bool = False) -> subprocess.CompletedProcess[str]:
-        env = {"PATH": os.environ.get("PATH", os.defpath), "PYTHONPATH": str(ROOT),
-               "HOME": str(self.root / "home"), "LANG": "C.UTF-8",
-               "COMPOSER_CGROUP_ROOT": self.cgroup_root,
-               **{k: v for k, v in os.environ.items() if k == "COMPOSER_BOOT_ID_FILE"}}
         done = subprocess.run([sys.executable, "-m", "composer", "--root", str(self.root),
-                               *args], input=stdin, capture_output=True, env=env,
+                               *args], input=stdin, capture_output=True, env=self.env(),
                               timeout=timeout)
         result = subprocess.CompletedProcess(done.args, done.returncode,
                                              done.stdout.decode(errors="replace"),

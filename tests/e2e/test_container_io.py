@@ -12,7 +12,7 @@ import termios
 import time
 from pathlib import Path
 
-from tests.e2e.conftest import IMAGE, ROOT, Engine
+from tests.e2e.conftest import IMAGE, Engine
 
 
 def _read_until(fd: int, needle: bytes, timeout: float = 30) -> bytes:
@@ -37,8 +37,7 @@ def _read_until(fd: int, needle: bytes, timeout: float = 30) -> bytes:
 def test_run_it_gives_a_terminal_that_follows_the_size(engine: Engine) -> None:
     master, slave = os.openpty()
     fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 33, 101, 0, 0))
-    env = {"PATH": os.environ.get("PATH", os.defpath), "PYTHONPATH": str(ROOT),
-           "HOME": str(engine.root / "home"), "COMPOSER_CGROUP_ROOT": engine.cgroup_root}
+    env = engine.env()
     child = subprocess.Popen([sys.executable, "-m", "composer", "--root", str(engine.root),
                               "container", "run", "-it", "--rm", IMAGE, "sh", "-c",
                               "stty size; tty; read line; stty size; echo got $line; exit 5"],

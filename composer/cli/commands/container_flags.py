@@ -68,7 +68,8 @@ def add_create_flags(p: Any) -> None:
     p.add_argument("args", nargs=argparse.REMAINDER)
 
 
-def _pairs(items: list[str], what: str) -> dict[str, str]:
+def pairs(items: list[str], what: str) -> dict[str, str]:
+    """``KEY=VALUE`` flags (``-l``, ``--sysctl``, ``--opt``) as a mapping."""
     out = {}
     for item in items:
         key, _, value = item.partition("=")
@@ -176,7 +177,7 @@ def _healthcheck(options: argparse.Namespace) -> dict[str, Any] | None:
 
 
 def _logging(items: list[str]) -> dict[str, Any]:
-    opts = _pairs(items, "--log-opt")
+    opts = pairs(items, "--log-opt")
     unknown = set(opts) - {"max-size", "max-file"}
     if unknown:
         raise UsageError(f"unknown --log-opt {sorted(unknown)[0]!r}: composer knows max-size "
@@ -212,7 +213,7 @@ def spec_from_options(options: argparse.Namespace) -> dict[str, Any]:
         "privileged": options.privileged, "cap_add": options.cap_add,
         "cap_drop": options.cap_drop, "mounts": _mounts(options),
         "shm_size": _bytes(options.shm_size, "--shm-size"),
-        "ulimits": _ulimits(options.ulimit), "sysctls": _pairs(options.sysctl, "--sysctl"),
+        "ulimits": _ulimits(options.ulimit), "sysctls": pairs(options.sysctl, "--sysctl"),
         "devices": devices, "security_opt": options.security_opt,
         "group_add": options.group_add, "ipc": options.ipc, "pid": options.pid,
         "network": options.network,
@@ -225,7 +226,7 @@ def spec_from_options(options: argparse.Namespace) -> dict[str, Any]:
             "pids_limit": options.pids_limit},
         "init": options.init, "stop_signal": options.stop_signal,
         "stop_grace_period": options.stop_timeout, "healthcheck": _healthcheck(options),
-        "restart": options.restart, "labels": _pairs(options.label, "--label"),
+        "restart": options.restart, "labels": pairs(options.label, "--label"),
         "logging": _logging(options.log_opt), "runtime": options.runtime,
         "auto_remove": options.rm,
     }

@@ -31,19 +31,16 @@ def register(commands: Any) -> None:
     volume.set_defaults(handler=run)
 
 
-def _pairs(items: list[str]) -> dict[str, str]:
-    return dict(item.partition("=")[::2] for item in items)
-
-
 def run(app: App, options: argparse.Namespace) -> int:
+    from composer.cli.commands.container_flags import pairs
     from composer.cli.commands.engine import engine_client
 
     engine = engine_client(options)
     verb = {"list": "ls", "remove": "rm"}.get(options.verb, options.verb)
     if verb == "create":
         made = engine.request("POST", "/v1/volumes", {
-            "name": options.name, "labels": _pairs(options.label), "driver": options.driver,
-            "options": _pairs(options.opt)})
+            "name": options.name, "labels": pairs(options.label, "--label"),
+            "driver": options.driver, "options": pairs(options.opt, "--opt")})
         app.print(made["Name"])
     elif verb == "ls":
         listed = engine.request("GET", "/v1/volumes")

@@ -19,6 +19,7 @@ Budget: composer's run within 1.5x bare runc plus the CLI's own start-up; superv
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -149,9 +150,9 @@ def main() -> None:
         for top in [*Path("/sys/fs/cgroup").glob("*/composer-bench"),
                     *Path("/sys/fs/cgroup").glob(f"*/{cgroup_root}")]:
             for group in [p for p in top.iterdir() if p.is_dir()]:
-                with __import__("contextlib").suppress(OSError):
+                with contextlib.suppress(OSError):
                     group.rmdir()
-            with __import__("contextlib").suppress(OSError):
+            with contextlib.suppress(OSError):
                 top.rmdir()
 
 

@@ -84,6 +84,7 @@ class ContainerManager:
         self._restarts: dict[str, Timer] = {}
         self._delays: dict[str, float] = {}
         self._rotating: set[str] = set()
+        self._runtimes: dict[str | None, OCIRuntime] = {}
         # Exit codes of containers removed on exit (--rm): `run` and `wait` still answer them.
         self._removed_exits: dict[str, int] = {}
         # Containers whose files must outlive their removal until a reader is done (`run`
@@ -121,9 +122,14 @@ class ContainerManager:
         return dict(config)
 
     def runtime(self, row: ContainerRow | ContainerSpec) -> OCIRuntime:
-        """The OCI runtime of a container, with its own state root (one per runtime)."""
-        chosen = find_runtime(row.runtime, self.layout.runtime_root("probe"))
-        return replace(chosen, root=str(self.layout.runtime_root(chosen.name)))
+        """The OCI runtime of a container, with its own state root (one per runtime); looked
+        up once per name (every operation on a container asks)."""
+        found = self._runtimes.get(row.runtime)
+        if found is None:
+            chosen = find_runtime(row.runtime, self.layout.runtime_root("probe"))
+            found = replace(chosen, root=str(self.layout.runtime_root(chosen.name)))
+            self._runtimes[row.runtime] = found
+        return found
 
     def files(self, container_id: str) -> monitor.MonitorFiles:
         return monitor.MonitorFiles(self.layout.monitor_dir(container_id))

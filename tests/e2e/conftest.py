@@ -9,6 +9,7 @@ no process naming the root, no cgroup of the test's containers, no runtime state
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -137,9 +138,9 @@ def engine(tmp_path: Path) -> Iterator[Engine]:
         cgroups_left = [str(c) for t in tree for c in t.glob("*/*") if c.is_dir()]
         for top in tree:
             for group in sorted(p for p in top.iterdir() if p.is_dir()):
-                with __import__("contextlib").suppress(OSError):
+                with contextlib.suppress(OSError):
                     group.rmdir()
-            with __import__("contextlib").suppress(OSError):
+            with contextlib.suppress(OSError):
                 top.rmdir()
         leaked = {
             "processes": _processes_naming(str(root)),
@@ -150,6 +151,6 @@ def engine(tmp_path: Path) -> Iterator[Engine]:
         }
         for pid_line in leaked["processes"]:
             # Clean what this test left, by pid, before failing it.
-            with __import__("contextlib").suppress(OSError):
+            with contextlib.suppress(OSError):
                 os.kill(int(pid_line.split(":")[0]), 9)
         assert not any(leaked.values()), f"leaked: {leaked}"

@@ -15,7 +15,8 @@ fi
 packages=(python3 python3-venv python3-pip ca-certificates git
           runc crun conmon tini              # OCI runtimes, the container monitor, a static init
           docker-registry skopeo apache2-utils  # a real registry, skopeo and htpasswd for tests
-          busybox-static)                    # the base of the test and example images
+          busybox-static                     # the base of the test and example images
+          nftables iptables conntrack)       # published ports, masquerade, isolation
 missing=()
 for pkg in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")

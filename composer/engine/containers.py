@@ -221,7 +221,7 @@ class ContainerManager:
             extra_mounts=etc_files(self.layout.container_dir(row.id), row.id, spec),
             namespace_paths=self._namespace_paths(spec),
             annotations={"composer.container.name": row.name})
-        config = bundle.oci_config(replace(spec, mounts=self._volume_mounts(spec, merged)),
+        config = bundle.oci_config(replace(spec, mounts=self._volume_mounts(row, spec, merged)),
                                    image_config, ctx)
         bundle_dir = cdir / "bundle"
         bundle_dir.mkdir(exist_ok=True, mode=0o700)
@@ -276,25 +276,11 @@ class ContainerManager:
             passwd=read_text(merged, "/etc/passwd"), group=read_text(merged, "/etc/group"),
             rlimits=_own_rlimits())
 
-    def _volume_mounts(self, spec: ContainerSpec, merged: Path) -> tuple[Mount, ...]:
-        """Named volumes as the directories they are: created on first use, and an empty
-        one filled from the image's content at its target (unless ``nocopy``), as Docker."""
-        from composer.runtime.volumes import populate
+    def _volume_mounts(self, row: ContainerRow, spec: ContainerSpec,
+                       merged: Path) -> tuple[Mount, ...]:
+        from composer.engine.mounts import resolve_mounts
 
-        mounts = []
-        for mount in spec.mounts:
-            if mount.type != "volume":
-                mounts.append(mount)
-                continue
-            if not mount.source:
-                raise ContainerError(f"anonymous volume on {mount.target}: not supported yet; "
-                                     "name it (-v NAME:{mount.target})")
-            volume = self.volumes.create(mount.source)
-            if "nocopy" not in mount.options:
-                populate(volume.mountpoint, merged, mount.target)
-            mounts.append(replace(mount, source=str(volume.mountpoint),
-                                  options=tuple(o for o in mount.options if o != "nocopy")))
-        return tuple(mounts)
+        return resolve_mounts(self, row, spec, merged)
 
     def volume_users(self, name: str) -> list[str]:
         """The containers (of any state) whose spec mounts volume ``name``."""

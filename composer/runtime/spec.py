@@ -33,6 +33,47 @@ class Mount:
     source: str = ""
     read_only: bool = False
     options: tuple[str, ...] = ()
+    #: A path inside the volume (or bind source) to mount instead of its top (``subpath``).
+    subpath: str = ""
+    #: Binds: make a missing host path as a directory (``-v`` does, ``--mount`` refuses).
+    create_host_path: bool = False
+
+
+@dataclass(frozen=True)
+class Attachment:
+    """One network a container joins: its name, the names it answers to there (network
+    ``aliases``), and a static address (``ipv4_address``) or None for the next free one."""
+
+    network: str
+    aliases: tuple[str, ...] = ()
+    ipv4_address: str | None = None
+    mac_address: str | None = None
+
+
+@dataclass(frozen=True)
+class PortBinding:
+    """One published port. ``host_port`` None: a free port the kernel picks (or one of
+    ``host_port``..``host_port_end`` when a host range maps to one container port).
+    ``host_ip`` "" publishes on every IPv4 address of the host."""
+
+    container_port: int
+    protocol: Literal["tcp", "udp", "sctp"] = "tcp"
+    host_ip: str = ""
+    host_port: int | None = None
+    host_port_end: int | None = None
+
+
+@dataclass(frozen=True)
+class File:
+    """A secret or config placed in the container: from a host file (``source``) or given
+    ``content``; owner and mode as asked (None: root and 0444), whatever the source's are."""
+
+    target: str
+    source: str = ""
+    content: str | None = None
+    uid: str | None = None
+    gid: str | None = None
+    mode: int | None = None
 
 
 @dataclass(frozen=True)
@@ -90,7 +131,10 @@ class ContainerSpec:
 
     ``entrypoint``/``command``: None keeps the image's; an explicit entrypoint resets the
     image's CMD unless ``command`` is given too (Docker's rule). ``env`` is applied over the
-    image's Env. ``network`` is ``none`` or ``host`` (bridges come later: a netns path then).
+    image's Env. ``network``: ``none``, ``host``, ``bridge`` (join ``networks``, the default
+    network "bridge" when empty), ``container:NAME`` or ``service:NAME`` (share its namespace).
+    ``extra_hosts`` as ``NAME:IP`` (IP may be ``host-gateway``); ``links`` as ``NAME[:ALIAS]``;
+    ``volumes_from`` as ``NAME[:ro|rw]``; ``files`` are secrets and configs.
     ``ipc``/``pid``: None (private), ``host``, ``shareable`` (ipc), ``container:NAME``.
     ``restart``: ``no``, ``always``, ``on-failure[:N]``, ``unless-stopped``.
     ``stop_grace_period`` in seconds (None: 10 s). ``labels`` become OCI annotations.
@@ -121,6 +165,15 @@ class ContainerSpec:
     ipc: str | None = None
     pid: str | None = None
     network: str = "none"
+    networks: tuple[Attachment, ...] = ()
+    ports: tuple[PortBinding, ...] = ()
+    extra_hosts: tuple[str, ...] = ()
+    dns: tuple[str, ...] = ()
+    dns_search: tuple[str, ...] = ()
+    dns_opt: tuple[str, ...] = ()
+    links: tuple[str, ...] = ()
+    volumes_from: tuple[str, ...] = ()
+    files: tuple[File, ...] = ()
     resources: Resources = field(default_factory=Resources)
     init: bool = False
     stop_signal: str | None = None
@@ -142,6 +195,10 @@ class ContainerSpec:
         values = dict(data)
         values["mounts"] = tuple(Mount(**{**m, "options": tuple(m.get("options") or ())})
                                  for m in values.get("mounts") or ())
+        values["networks"] = tuple(Attachment(**{**a, "aliases": tuple(a.get("aliases") or ())})
+                                   for a in values.get("networks") or ())
+        values["ports"] = tuple(PortBinding(**p) for p in values.get("ports") or ())
+        values["files"] = tuple(File(**f) for f in values.get("files") or ())
         values["devices"] = tuple(Device(**d) for d in values.get("devices") or ())
         values["resources"] = Resources(**(values.get("resources") or {}))
         values["logging"] = Logging(**(values.get("logging") or {}))
@@ -153,7 +210,8 @@ class ContainerSpec:
         for key in ("entrypoint", "command"):
             if values.get(key) is not None:
                 values[key] = tuple(values[key])
-        for key in ("cap_add", "cap_drop", "security_opt", "group_add"):
+        for key in ("cap_add", "cap_drop", "security_opt", "group_add", "extra_hosts", "dns",
+                    "dns_search", "dns_opt", "links", "volumes_from"):
             values[key] = tuple(values.get(key) or ())
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(values) - known)

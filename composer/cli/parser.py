@@ -26,6 +26,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "image": ("image", "manage images (pull, push, ls, rm, ...)"),
     "login": ("login", "log in to a registry"),
     "logout": ("login", "forget the credentials of a registry"),
+    "network": ("network", "manage networks (create, ls, rm, connect, ...)"),
     "plan": ("plan", "show what 'up' would change, and why"),
     "up": ("plan", "create and start the project (only --dry-run for now)"),
     "pull": ("project_images", "pull the images of the project's services"),

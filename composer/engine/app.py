@@ -42,7 +42,11 @@ def setup(ctx: EngineContext, router: Router) -> Callable[[], None]:
     manager = ContainerManager(layout, db, images, supervisor, pull=_puller(images))
     manager.health = HealthChecks(manager)
     manager.adopt()
+    manager.networks.sweep()
     Routes(manager).add_to(router)
+    from composer.engine.network_routes import NetworkRoutes
+
+    NetworkRoutes(manager).add_to(router)
 
     def cleanup() -> None:
         supervisor.stop()
@@ -149,14 +153,7 @@ class Routes:
         elif policy == "never" and self.m.images.get(spec.image) is None:
             raise ApiError(404, f"No such image: {spec.image}")
         row = self._conflicts(lambda: self.m.create(spec))
-        warnings = bundle.bundle_warnings(spec)
-        volumes = sorted(self.m.image_config(row).get("Volumes") or {})
-        if volumes:
-            # Nothing silently ignored: Docker would mount anonymous volumes there.
-            warnings.append(f"the image declares VOLUME {', '.join(volumes)}: kept in the "
-                            "container's own filesystem for now (anonymous volumes are not "
-                            "implemented yet)")
-        return row, warnings
+        return row, bundle.bundle_warnings(spec)
 
     def create(self, request: Request) -> Any:
         row, warnings = self._create(request)
@@ -206,8 +203,8 @@ class Routes:
 
     def remove(self, request: Request) -> Any:
         row = self._find(request)
-        return {"Id": self._conflicts(lambda: self.m.remove(row.id,
-                                                            force=_flag(request, "force")))}
+        return {"Id": self._conflicts(lambda: self.m.remove(
+            row.id, force=_flag(request, "force"), volumes=_flag(request, "volumes")))}
 
     def start(self, request: Request) -> Any:
         row = self._find(request)

@@ -28,12 +28,13 @@ from pathlib import Path
 from typing import Any
 
 from composer.engine import names
-from composer.engine.etcfiles import etc_files
+from composer.engine.etcfiles import Addressing, etc_files
+from composer.engine.networks import attachments
 from composer.engine.supervisor import Supervisor, Timer
 from composer.errors import ComposerError
 from composer.runtime import bundle, cgroups, monitor, rootfs
 from composer.runtime.images.store import Image, ImageStore
-from composer.runtime.inroot import makedirs_in, read_text
+from composer.runtime.inroot import read_text
 from composer.runtime.oci import OCIRuntime, find_runtime
 from composer.runtime.spec import ContainerSpec, Mount
 from composer.state import containers as rows
@@ -94,6 +95,9 @@ class ContainerManager:
         from composer.runtime.volumes import Volumes
 
         self.volumes = Volumes(layout.root, db)
+        from composer.engine.networks import NetworkManager
+
+        self.networks = NetworkManager(layout, db)
         self.cgroup_host = cgroups.detect()
         # COMPOSER_CGROUP_ROOT: tests give each engine a cgroup tree of its own to check.
         self.cgroup_root = os.environ.get("COMPOSER_CGROUP_ROOT") or cgroups.ROOT
@@ -171,8 +175,10 @@ class ContainerManager:
         container_id = secrets.token_hex(32)
         name = spec.name or names.generated(rows.names(self.db))
         spec = replace(spec, name=name)
-        # Runtime found now, so that a missing one fails the create, not a later start.
+        # Runtime and networks found now, so that a missing one fails the create, not a
+        # later start.
         runtime = self.runtime(spec)
+        self.networks.resolve(spec)
         row = ContainerRow(id=container_id, name=name, image_id=image.id,
                            image_ref=spec.image, spec=spec.to_json(), created=time.time(),
                            status="created", runtime=spec.runtime or runtime.name)
@@ -212,14 +218,50 @@ class ContainerManager:
         image_config = dict(image.config.get("config") or {})
         cdir = self.layout.container_dir(row.id)
         merged = rootfs.mount(cdir, self.images.lower_dirs(image))
-        for volume in image_config.get("Volumes") or {}:
-            # Docker mounts an anonymous volume there, so the path exists; until volumes are
-            # implemented it is a directory of the container's own (create warns about it).
-            makedirs_in(merged, str(volume))
+        # The image's VOLUME paths get anonymous volumes in _volume_mounts (engine/mounts.py).
+        paths = self._namespace_paths(spec)
+        etc = self._etc_files(row, spec, paths)
+        try:
+            self._run(row, spec, image_config, merged, paths, etc, attach=attach,
+                      user_start=user_start)
+        except BaseException:
+            if attachments(spec):
+                with contextlib.suppress(ComposerError, OSError):
+                    self.networks.detach(row.id)
+            raise
+
+    def _etc_files(self, row: ContainerRow, spec: ContainerSpec,
+                   paths: dict[str, str]) -> tuple[Mount, ...]:
+        """The network (joined here for bridge networks: the namespace goes into ``paths``)
+        and the /etc files that describe it."""
+        cdir = self.layout.container_dir(row.id)
+        if attachments(spec):
+            joined = self.networks.attach(row, spec)
+            paths["network"] = str(joined.netns)
+            try:
+                addressing = Addressing(
+                    addresses=[str(e.address) for e in joined.endpoints],
+                    resolver=joined.gateway, host_gateway=joined.gateway,
+                    links=self.networks.link_hosts(spec, joined))
+                return etc_files(cdir, row.id, spec, addressing)
+            except BaseException:
+                with contextlib.suppress(ComposerError, OSError):
+                    self.networks.detach(row.id)
+                raise
+        if spec.network.startswith(("container:", "service:")):
+            other = self.find(spec.network.split(":", 1)[1])
+            return etc_files(cdir, row.id, spec,
+                             shared_from=self.layout.container_dir(other.id))
+        return etc_files(cdir, row.id, spec, Addressing(host_gateway="127.0.0.1"))
+
+    def _run(self, row: ContainerRow, spec: ContainerSpec, image_config: dict[str, Any],
+             merged: Path, paths: dict[str, str], etc: tuple[Mount, ...], *,
+             attach: Callable[[monitor.MonitorFiles], None] | None,
+             user_start: bool) -> None:
+        cdir = self.layout.container_dir(row.id)
         ctx = replace(
             self.bundle_context(row, merged), init_path=TINI if spec.init else None,
-            extra_mounts=etc_files(self.layout.container_dir(row.id), row.id, spec),
-            namespace_paths=self._namespace_paths(spec),
+            extra_mounts=etc, namespace_paths=paths,
             annotations={"composer.container.name": row.name})
         config = bundle.oci_config(replace(spec, mounts=self._volume_mounts(row, spec, merged)),
                                    image_config, ctx)
@@ -283,20 +325,24 @@ class ContainerManager:
         return resolve_mounts(self, row, spec, merged)
 
     def volume_users(self, name: str) -> list[str]:
-        """The containers (of any state) whose spec mounts volume ``name``."""
-        return sorted(r.name for r in rows.all_rows(self.db)
-                      if any(m.get("type") == "volume" and m.get("source") == name
-                             for m in r.spec.get("mounts") or ()))
+        """The containers (of any state) that use volume ``name``: by name in their spec, as
+        the owner of an anonymous one, or through ``volumes_from``."""
+        from composer.engine.mounts import volume_users
+
+        return volume_users(self, name)
 
     def _namespace_paths(self, spec: ContainerSpec) -> dict[str, str]:
         paths: dict[str, str] = {}
-        for kind, value in (("ipc", spec.ipc), ("pid", spec.pid)):
+        for kind, value in (("ipc", spec.ipc), ("pid", spec.pid), ("network", spec.network)):
             if value and value.startswith(("container:", "service:")):
                 other = self.find(value.split(":", 1)[1])
                 if other.status != "running" or other.pid is None:
                     raise ContainerError(f"cannot join the {kind} namespace of {other.name}: "
                                          "it is not running")
-                paths[kind] = f"/proc/{other.pid}/ns/{kind}"
+                netns = self.networks.netns_path(other.id)
+                # The namespace file outlives the process's pid reuse; /proc for the rest.
+                paths[kind] = (str(netns) if kind == "network" and netns.exists() else
+                               f"/proc/{other.pid}/ns/{'net' if kind == 'network' else kind}")
         return paths
 
     # -- exits, restarts ------------------------------------------------------------------------
@@ -329,6 +375,11 @@ class ContainerManager:
             if self.health is not None:
                 self.health.end(container_id)
             spec = self.spec(row)
+            if row.ports is not None:
+                try:
+                    self.networks.detach(container_id)
+                except ComposerError as e:
+                    log.warning("container %s: network teardown: %s", row.name, e)
             if spec.auto_remove:
                 # --rm: the answer waits for the row to go, not for the clean-up after it.
                 self._removed_exits[container_id] = code
@@ -346,6 +397,7 @@ class ContainerManager:
                 return
             with contextlib.suppress(ComposerError):
                 rootfs.unmount(self.layout.container_dir(container_id))
+            self._release_mounts(container_id)
 
     def _clean_runtime(self, row: ContainerRow, *, stopped: bool) -> None:
         """The runtime's state and the cgroup of a container whose process has ended."""
@@ -504,7 +556,9 @@ class ContainerManager:
 
     # -- remove ---------------------------------------------------------------------------------
 
-    def remove(self, ref: str, *, force: bool = False) -> str:
+    def remove(self, ref: str, *, force: bool = False, volumes: bool = False) -> str:
+        """Remove it (``force``: even running); ``volumes`` removes its anonymous volumes
+        too (``rm -v``; ``--rm`` always does), never a named one."""
         row = self.find(ref)
         with self.lock(row.id):
             row = self.find(row.id)
@@ -521,10 +575,10 @@ class ContainerManager:
             self.wait_exit(row.id, 30)
         with self.lock(row.id):
             self._cancel_restart(row.id)
-            self._destroy(self.find(row.id))
+            self._destroy(self.find(row.id), volumes=volumes)
         return row.id
 
-    def _destroy(self, row: ContainerRow) -> None:
+    def _destroy(self, row: ContainerRow, *, volumes: bool = False) -> None:
         """Everything of a stopped container: its runtime state, its row, then its files.
 
         The row goes before the files so that ``rm`` (and ``run --rm``) answers without
@@ -539,13 +593,26 @@ class ContainerManager:
         if row.status != "exited":  # on_exit removed the cgroup of an exited one
             with contextlib.suppress(ComposerError):
                 cgroups.remove(self.cgroup(row), self.cgroup_host)
-        self._forget(row)
+        self._forget(row, volumes=volumes)
         self.supervisor.submit(lambda: self._remove_files(row.id))
 
-    def _forget(self, row: ContainerRow) -> None:
-        """Drop the row (and what the engine kept of it); the files are the caller's."""
+    def _forget(self, row: ContainerRow, *, volumes: bool = False) -> None:
+        """Drop the row (and what the engine kept of it); the files are the caller's. Its
+        anonymous volumes go too with ``volumes`` or ``--rm`` (before the change is told, so
+        that ``run --rm`` answers once they are gone)."""
         self.supervisor.unwatch(row.id)
         rows.delete(self.db, row.id)
+        if volumes or row.spec.get("auto_remove"):
+            from composer.engine.mounts import drop_anonymous
+
+            try:
+                drop_anonymous(self, row)
+            except ComposerError as e:
+                log.warning("container %s: removing its anonymous volumes: %s", row.name, e)
+        try:
+            self.networks.release(row.id)
+        except ComposerError as e:
+            log.warning("container %s: releasing its addresses: %s", row.name, e)
         self._delays.pop(row.id, None)
         with self._locks_guard:
             self._locks.pop(row.id, None)
@@ -567,9 +634,19 @@ class ContainerManager:
                 self._holds[container_id] = True  # removed on release
                 return
         cdir = self.layout.container_dir(container_id)
+        self._release_mounts(container_id)
         with contextlib.suppress(FileNotFoundError):
             rootfs.remove(cdir)
         shutil.rmtree(self.files(container_id).directory, ignore_errors=True)
+
+    def _release_mounts(self, container_id: str) -> None:
+        """The host mounts of a run that ended: subpath binds, the files tmpfs."""
+        from composer.engine.mounts import release_mounts
+
+        try:
+            release_mounts(self.layout.container_dir(container_id))
+        except ComposerError as e:
+            log.warning("container %s: %s", container_id[:12], e)
 
     # -- adoption -------------------------------------------------------------------------------
 

@@ -12,6 +12,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from composer.errors import ComposerError
 from composer.state.containers import ContainerRow
 
 if TYPE_CHECKING:
@@ -57,6 +58,8 @@ def _state(row: ContainerRow) -> dict[str, Any]:
 
 
 def inspect(manager: ContainerManager, row: ContainerRow) -> dict[str, Any]:
+    from composer.engine.mounts import mounts_view
+
     spec = manager.spec(row)
     image_config = manager.image_config(row)
     from composer.runtime import bundle
@@ -96,12 +99,48 @@ def inspect(manager: ContainerManager, row: ContainerRow) -> dict[str, Any]:
             "PidsLimit": spec.resources.pids_limit, "Runtime": row.runtime,
             "LogConfig": {"Type": spec.logging.driver, "Config": _log_config(spec)},
         },
-        "Mounts": [{"Type": m.type, "Source": m.source, "Destination": m.target,
-                    "RW": not m.read_only} for m in spec.mounts],
+        "Mounts": mounts_view(manager, row, spec),
         "GraphDriver": {"Name": "overlay", "Data": {
             "UpperDir": str(cdir / "upper"), "WorkDir": str(cdir / "work"),
             "MergedDir": str(cdir / "merged")}},
+        "NetworkSettings": network_settings(manager, row, spec),
     }
+
+
+def ports(row: ContainerRow, spec: Any) -> dict[str, list[dict[str, str]] | None]:
+    """Docker's ``NetworkSettings.Ports``: "80/tcp" -> the host bindings it has now (None for
+    a port asked for but not published now)."""
+    found: dict[str, list[dict[str, str]] | None] = {
+        f"{b.container_port}/{b.protocol}": None for b in spec.ports}
+    for p in row.ports or ():
+        key = f"{p['container_port']}/{p['protocol']}"
+        bindings = found.get(key) or []
+        bindings.append({"HostIp": p["host_ip"] or "0.0.0.0", "HostPort": str(p["host_port"])})
+        found[key] = bindings
+    return found
+
+
+def network_settings(manager: ContainerManager, row: ContainerRow, spec: Any) -> dict[str, Any]:
+    from composer.engine.networks import attachments
+
+    addresses = manager.networks.addresses(row.id) if row.ports is not None else {}
+    networks = {}
+    for attachment in attachments(spec):
+        try:
+            network = manager.networks.find(attachment.network)
+        except ComposerError:
+            continue
+        address = addresses.get(network.name, "")
+        networks[network.name] = {
+            "NetworkID": network.id, "Aliases": list(attachment.aliases),
+            "IPAddress": address, "Gateway": network.gateway if address else "",
+            "IPPrefixLen": int(network.subnet.split("/")[1]) if address else 0,
+            "MacAddress": attachment.mac_address or "",
+            "EndpointID": manager.networks.veth_name(row.id, network.id) if address else ""}
+    first = next(iter(networks.values()), {})
+    return {"Ports": ports(row, spec), "Networks": networks,
+            "SandboxKey": str(manager.networks.netns_path(row.id)) if addresses else "",
+            "IPAddress": first.get("IPAddress", ""), "Gateway": first.get("Gateway", "")}
 
 
 def _restart_policy(text: str) -> dict[str, Any]:

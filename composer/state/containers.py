@@ -21,7 +21,7 @@ Status = Literal["created", "running", "paused", "restarting", "exited", "dead"]
 
 _COLUMNS = ("id", "name", "image_id", "image_ref", "spec", "created", "status", "started_at",
             "finished_at", "exit_code", "oom_killed", "restart_count", "stopped_by_user",
-            "health", "boot_id", "conmon_pid", "pid", "runtime")
+            "health", "boot_id", "conmon_pid", "pid", "runtime", "ports")
 _SELECT = f"SELECT {', '.join(_COLUMNS)} FROM containers"
 
 
@@ -52,6 +52,8 @@ class ContainerRow:
     conmon_pid: int | None = None
     pid: int | None = None
     runtime: str | None = None
+    #: Published ports while it runs: [{"protocol", "host_ip", "host_port", "container_port"}].
+    ports: tuple[Mapping[str, Any], ...] | None = None
 
     @property
     def short_id(self) -> str:
@@ -62,13 +64,14 @@ def _row(values: tuple[Any, ...]) -> ContainerRow:
     data = dict(zip(_COLUMNS, values, strict=True))
     data["spec"] = json.loads(data["spec"])
     data["health"] = None if data["health"] is None else json.loads(data["health"])
+    data["ports"] = None if data["ports"] is None else tuple(json.loads(data["ports"]))
     data["oom_killed"] = bool(data["oom_killed"])
     data["stopped_by_user"] = bool(data["stopped_by_user"])
     return ContainerRow(**data)
 
 
 def _value(key: str, value: Any) -> Any:
-    if key in ("spec", "health"):
+    if key in ("spec", "health", "ports"):
         return None if value is None else json.dumps(value, sort_keys=True)
     if isinstance(value, bool):
         return int(value)

@@ -165,6 +165,31 @@ MIGRATIONS: list[tuple[int, str]] = [
         CREATE UNIQUE INDEX leases_attachment ON leases(network, container);
         """,
     ),
+    (
+        5,
+        """
+        -- Networks: what was asked of each (name, driver, options, labels) and what was
+        -- chosen for it (bridge name, subnet, gateway). The bridge's name carries the state
+        -- root's tag, so teardown finds it whatever the configuration says today.
+        CREATE TABLE networks (
+            id       TEXT PRIMARY KEY NOT NULL,
+            name     TEXT NOT NULL UNIQUE,
+            driver   TEXT NOT NULL,
+            bridge   TEXT NOT NULL UNIQUE,
+            subnet   TEXT NOT NULL,
+            gateway  TEXT NOT NULL,
+            ip_range TEXT NOT NULL,
+            reserved TEXT NOT NULL,
+            internal INTEGER NOT NULL,
+            labels   TEXT NOT NULL,
+            options  TEXT NOT NULL,
+            created  REAL NOT NULL
+        );
+        -- The host ports a running container was given (random ones are chosen at start):
+        -- what `port` reports and what the NAT table is rebuilt from.
+        ALTER TABLE containers ADD COLUMN ports TEXT;
+        """,
+    ),
 ]
 
 

@@ -103,6 +103,26 @@ def _processes_naming(text: str) -> list[str]:
     return found
 
 
+def network_leaks(root: Path) -> dict[str, list[str]]:
+    """What a state root's engine may have left on the host, found by the root's tag: links
+    (by alias and by name), the NAT table, iptables rules, network namespace files."""
+    from composer.engine.networks import root_tag
+
+    tag = root_tag(root)
+    links = subprocess.run(["ip", "-o", "link", "show"], capture_output=True, text=True).stdout
+    tables = subprocess.run(["nft", "list", "tables"], capture_output=True, text=True).stdout
+    rules = subprocess.run(["iptables-save"], capture_output=True, text=True).stdout
+    netns = root / "run" / "netns"
+    return {
+        "links": [line.split(":")[1].strip() for line in links.splitlines()
+                  if f"composer:{tag}" in line or f"cmb{tag[:4]}" in line
+                  or f"cmv{tag[:4]}" in line],
+        "nft tables": [t for t in tables.splitlines() if tag[:12] in t],
+        "iptables rules": [r for r in rules.splitlines() if tag[:8] in r],
+        "netns files": [str(p) for p in netns.iterdir()] if netns.is_dir() else [],
+    }
+
+
 def _mounts_under(path: Path) -> list[str]:
     text = Path("/proc/self/mountinfo").read_text()
     return [line.split()[4] for line in text.splitlines()
@@ -131,6 +151,8 @@ def engine(tmp_path: Path) -> Iterator[Engine]:
         listed = engine.cli("container", "ls", "-aq", "--no-trunc")
         for container_id in listed.stdout.split():
             engine.cli("container", "rm", "-f", container_id)
+        if engine.engine_pid() is not None:
+            engine.cli("network", "prune", "-f")
         engine.cli("engine", "stop")
         # The engine's cgroup tree: only the group directories may remain, empty.
         base = Path("/sys/fs/cgroup")
@@ -148,6 +170,7 @@ def engine(tmp_path: Path) -> Iterator[Engine]:
             "cgroups": cgroups_left + [str(t) for t in tree if t.exists()],
             "runtime state": [str(p) for p in (root / "run" / "runtimes").glob("*/*")]
             if (root / "run" / "runtimes").is_dir() else [],
+            **network_leaks(root),
         }
         for pid_line in leaked["processes"]:
             # Clean what this test left, by pid, before failing it.

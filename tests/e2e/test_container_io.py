@@ -109,7 +109,7 @@ def test_binds_env_files_and_init(engine: Engine, tmp_path: Path) -> None:
 def test_network_none_has_loopback_up_and_host_shares_the_hosts(engine: Engine) -> None:
     import socket
 
-    none = engine.cli("container", "run", "--rm", IMAGE, "sh", "-c",
+    none = engine.cli("container", "run", "--rm", "--network", "none", IMAGE, "sh", "-c",
                       "ip -o link | cut -d: -f2; ip -o addr show lo | grep -c 127.0.0.1; "
                       "nc -l -p 8080 -e echo up & sleep 0.2; nc 127.0.0.1 8080")
     assert none.returncode == 0, none.stderr

@@ -28,12 +28,21 @@ def test_run_pulls_a_missing_image_then_runs_it(engine: Engine,  # noqa: F811
     assert never.returncode == 125 and "No such image" in never.stderr
 
 
-def test_an_image_volume_is_reported_not_ignored(engine: Engine) -> None:  # noqa: F811
+def test_an_image_volume_gets_an_anonymous_volume(engine: Engine) -> None:  # noqa: F811
+    import json
+
     from composer.state.layout import open_images
 
     with open_images(engine.root) as store:
         busybox_image(store, "local/withvolume:1", config={"Volumes": {"/data": {}}})
-    done = engine.cli("container", "run", "--rm", "local/withvolume:1", "sh", "-c",
-                      "echo kept > /data/x && cat /data/x")
-    assert done.stdout == "kept\n", done.stderr
-    assert "the image declares VOLUME /data" in done.stderr
+    done = engine.cli("container", "run", "--name", "withvolume", "local/withvolume:1", "sh",
+                      "-c", "echo kept > /data/x && grep -c ' /data ' /proc/mounts")
+    assert done.stdout == "1\n", done.stderr  # /data is a mount, not the container's own layer
+    assert "VOLUME" not in done.stderr
+    listed = engine.cli("volume", "ls", "-q").stdout.split()
+    assert len(listed) == 1 and len(listed[0]) == 64, listed  # Docker's anonymous volume names
+    mounts = json.loads(engine.cli("container", "inspect", "withvolume").stdout)[0]["Mounts"]
+    assert [(m["Type"], m["Name"], m["Destination"]) for m in mounts] == \
+        [("volume", listed[0], "/data")]
+    assert engine.cli("container", "rm", "-v", "withvolume").returncode == 0
+    assert engine.cli("volume", "ls", "-q").stdout == ""

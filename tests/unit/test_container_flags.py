@@ -7,7 +7,14 @@ import pytest
 from composer.cli.commands.container_flags import spec_from_options
 from composer.cli.parser import build_parser
 from composer.errors import UsageError
-from composer.runtime.spec import ContainerSpec, Device, Healthcheck, Mount
+from composer.runtime.spec import (
+    Attachment,
+    ContainerSpec,
+    Device,
+    Healthcheck,
+    Mount,
+    PortBinding,
+)
 
 
 def spec(*args: str) -> ContainerSpec:
@@ -28,7 +35,7 @@ def test_every_flag_lands_in_its_field(tmp_path: object) -> None:
                "--health-cmd", "true", "--health-interval", "2s",
                "local/app:1", "echo", "-n", "hi")
     assert got.name == "web" and got.env == {"A": "1"}
-    assert got.mounts == (Mount("bind", "/data", "/srv", read_only=True),
+    assert got.mounts == (Mount("bind", "/data", "/srv", read_only=True, create_host_path=True),
                           Mount("tmpfs", "/run", options=("size=1m",)))
     assert (got.working_dir, got.user, got.hostname) == ("/app", "app:extra", "box")
     assert got.entrypoint == ("/bin/sh", "-c") and got.command == ("echo", "-n", "hi")
@@ -47,6 +54,24 @@ def test_every_flag_lands_in_its_field(tmp_path: object) -> None:
     assert ContainerSpec.from_json(got.to_json()) == got
 
 
+def test_network_flags_land_in_the_first_network_named() -> None:
+    got = spec("--network", "front", "--network", "back", "--network-alias", "web",
+               "--ip", "10.5.0.9", "-p", "127.0.0.1:8080:80", "-p", "53/udp",
+               "--add-host", "h:1.2.3.4", "--dns", "9.9.9.9", "--dns-search", "x.y",
+               "--dns-option", "ndots:1", "--link", "db:database", "img")
+    assert got.network == "bridge"
+    assert got.networks == (Attachment("front", ("web",), "10.5.0.9"), Attachment("back"))
+    assert got.ports == (PortBinding(80, "tcp", "127.0.0.1", 8080), PortBinding(53, "udp"))
+    assert (got.extra_hosts, got.dns, got.dns_search, got.dns_opt, got.links) == (
+        ("h:1.2.3.4",), ("9.9.9.9",), ("x.y",), ("ndots:1",), ("db:database",))
+
+
+def test_the_default_network_is_bridge_and_modes_stand_alone() -> None:
+    assert spec("img").networks == (Attachment("bridge"),)
+    assert spec("--network", "none", "img").network == "none"
+    assert spec("--network", "container:db", "img").network == "container:db"
+
+
 def test_an_empty_entrypoint_resets_and_no_healthcheck_disables() -> None:
     got = spec("--entrypoint", "", "--no-healthcheck", "img")
     assert got.entrypoint == () and got.command is None
@@ -55,7 +80,10 @@ def test_an_empty_entrypoint_resets_and_no_healthcheck_disables() -> None:
 
 @pytest.mark.parametrize(("args", "message"), [
     (["-m", "lots"], "invalid size 'lots' for --memory"),
-    (["--network", "br0"], "only 'none' and 'host'"),
+    (["--network", "host", "--network", "web"], "cannot be combined with other networks"),
+    (["--network", "none", "-p", "80"], "need a bridge network"),
+    (["--network-alias", "x"], "only for containers in user-defined networks"),
+    (["-p", "80/icmp"], "invalid protocol"),
     (["--ulimit", "nofile=x"], "invalid ulimit"),
     (["--health-interval", "soon"], "invalid duration 'soon'"),
     (["--log-opt", "mode=fast"], "unknown --log-opt 'mode'"),

@@ -7,7 +7,16 @@ from pathlib import Path
 
 import pytest
 
-from composer.runtime.volumes import VolumeError, Volumes, populate
+from composer.runtime.volumes import (
+    MS_NODEV,
+    MS_NOEXEC,
+    MS_NOSUID,
+    MS_RDONLY,
+    VolumeError,
+    Volumes,
+    populate,
+    tmpfs_options,
+)
 from composer.state.store import Store
 
 
@@ -61,3 +70,51 @@ def test_populate_copies_owners_modes_and_links_once(tmp_path: Path) -> None:
     other.mkdir()
     assert populate(other, image, "/nothing") is False  # the image has nothing there
     assert list(other.iterdir()) == []
+
+
+def test_driver_options_of_the_local_driver(volumes: Volumes, tmp_path: Path) -> None:
+    host = tmp_path / "host"
+    host.mkdir()
+    (host / "kept").write_text("mine")
+    bound = volumes.create("b", options={"type": "none", "o": "bind", "device": str(host)})
+    assert bound.options == {"type": "none", "o": "bind", "device": str(host)}
+    assert volumes.use(bound) == host and not volumes.read_only(bound)
+    ro = volumes.create("r", options={"type": "none", "o": "bind,ro", "device": str(host)})
+    assert volumes.read_only(ro)
+    made = volumes.create("t", options={"type": "tmpfs", "device": "tmpfs",
+                                        "o": "size=64m,mode=1777,noexec"})
+    assert made.to_json()["Options"]["o"] == "size=64m,mode=1777,noexec"
+    # Removing a bind volume never touches the host directory.
+    volumes.remove("b", users=lambda n: [])
+    assert (host / "kept").read_text() == "mine"
+    volumes.remove("r", users=lambda n: [])
+    volumes.remove("t", users=lambda n: [])  # never used: nothing mounted
+    assert volumes.all() == []
+
+
+@pytest.mark.parametrize(("options", "message"), [
+    ({"type": "nfs", "device": ":/x"}, "driver option type=nfs is not supported"),
+    ({"size": "1g"}, "driver option 'size' is not supported"),
+    ({"o": "bind", "device": "/tmp"}, "driver options need a type"),
+    ({"type": "none", "device": "/tmp"}, "type=none needs o=bind"),
+    ({"type": "none", "o": "bind,noexec", "device": "/tmp"}, "driver option o=noexec is not "
+                                                            "supported with type=none"),
+    ({"type": "none", "o": "bind", "device": "/no/such/dir"}, "device /no/such/dir is not an "
+                                                             "existing directory"),
+    ({"type": "none", "o": "bind", "device": "rel"}, "must be an absolute host path"),
+    ({"type": "tmpfs", "o": "size=1m"}, "type=tmpfs needs a device"),
+    ({"type": "tmpfs", "device": "tmpfs", "o": "size=1m,colour=red"},
+     "driver option o=colour=red is not supported with type=tmpfs"),
+])
+def test_driver_options_refused_name_the_option(volumes: Volumes, options: dict[str, str],
+                                                message: str) -> None:
+    with pytest.raises(VolumeError, match=message):
+        volumes.create("v", options=options)
+    assert volumes.get("v") is None
+
+
+def test_tmpfs_options_split_into_flags_and_data() -> None:
+    assert tmpfs_options("v", ["size=64m", "mode=1777"]) == (MS_NOSUID | MS_NODEV,
+                                                             "size=64m,mode=1777")
+    assert tmpfs_options("v", ["ro", "noexec", "dev", "uid=5"]) == (
+        MS_RDONLY | MS_NOEXEC | MS_NOSUID, "uid=5")

@@ -9,6 +9,7 @@ every ``container run``).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 from typing import Any
 
 from composer.errors import UsageError
@@ -20,6 +21,8 @@ def add_create_flags(p: Any) -> None:
     p.add_argument("--env-file", dest="container_env_files", action="append", default=[])
     p.add_argument("-v", "--volume", action="append", default=[], metavar="SRC:DST[:ro]")
     p.add_argument("--tmpfs", action="append", default=[], metavar="PATH[:OPTIONS]")
+    p.add_argument("--mount", action="append", default=[], metavar="type=..,src=..,dst=..")
+    p.add_argument("--volumes-from", action="append", default=[], metavar="CONTAINER[:ro|rw]")
     p.add_argument("-w", "--workdir")
     p.add_argument("-u", "--user")
     p.add_argument("--entrypoint")
@@ -44,7 +47,18 @@ def add_create_flags(p: Any) -> None:
     p.add_argument("--group-add", action="append", default=[])
     p.add_argument("--ipc")
     p.add_argument("--pid")
-    p.add_argument("--network", "--net", default="none", metavar="none|host")
+    p.add_argument("--network", "--net", action="append", default=[],
+                   metavar="bridge|host|none|container:NAME|NETWORK")
+    p.add_argument("--network-alias", action="append", default=[])
+    p.add_argument("--ip")
+    p.add_argument("--mac-address")
+    p.add_argument("-p", "--publish", action="append", default=[],
+                   metavar="[HOST_IP:][HOST_PORT:]CONTAINER_PORT[/PROTOCOL]")
+    p.add_argument("--add-host", action="append", default=[], metavar="NAME:IP")
+    p.add_argument("--dns", action="append", default=[])
+    p.add_argument("--dns-search", action="append", default=[])
+    p.add_argument("--dns-option", action="append", default=[])
+    p.add_argument("--link", action="append", default=[], metavar="NAME[:ALIAS]")
     p.add_argument("--init", action="store_true")
     p.add_argument("--stop-signal")
     p.add_argument("--stop-timeout", type=float)
@@ -125,25 +139,14 @@ def _env(options: argparse.Namespace) -> dict[str, str]:
 
 
 def _mounts(options: argparse.Namespace) -> list[dict[str, Any]]:
-    import os
+    from composer.cli.commands.mount_flags import parse_mount, parse_volume
 
-    mounts: list[dict[str, Any]] = []
-    for item in options.volume:
-        parts = item.split(":")
-        if len(parts) < 2 or not parts[0] or not parts[1]:
-            raise UsageError(f"invalid volume {item!r}: expected /host/path:/container/path"
-                             "[:ro] or NAME:/container/path[:ro]")
-        source, target, *rest = parts
-        flags = ",".join(rest).split(",") if rest else []
-        named = not source.startswith(("/", "."))
-        mounts.append({"type": "volume" if named else "bind", "target": target,
-                       "source": source if named else os.path.abspath(source),
-                       "read_only": "ro" in flags,
-                       "options": [f for f in flags if f not in ("ro", "rw", "")]})
+    mounts: list[dict[str, Any]] = [parse_volume(item) for item in options.volume]
     for item in options.tmpfs:
         target, _, opts = item.partition(":")
         mounts.append({"type": "tmpfs", "target": target, "source": "", "read_only": False,
                        "options": [o for o in opts.split(",") if o]})
+    mounts += [parse_mount(item) for item in options.mount]
     return mounts
 
 
@@ -188,13 +191,40 @@ def _logging(items: list[str]) -> dict[str, Any]:
             "max_file": max_file}
 
 
+def _network(options: argparse.Namespace) -> dict[str, Any]:
+    """``network``, ``networks`` and ``ports`` of the spec: Docker's default is the network
+    "bridge"; ``--network-alias``/``--ip`` belong to the first network named."""
+    from composer.runtime.portspec import PortSpecError, parse
+
+    try:
+        ports = [dataclasses.asdict(b) for text in options.publish for b in parse(text)]
+    except PortSpecError as e:
+        raise UsageError(f"-p: {e}") from e
+    chosen = options.network or ["bridge"]
+    modes = [n for n in chosen if n in ("none", "host") or n.startswith("container:")]
+    if modes and len(chosen) > 1:
+        raise UsageError(f"--network {modes[0]} cannot be combined with other networks")
+    if modes:
+        if options.network_alias or options.ip or ports or options.link:
+            raise UsageError(f"--network {modes[0]}: --network-alias, --ip, -p and --link "
+                             "need a bridge network")
+        return {"network": modes[0]}
+    if chosen[0] == "bridge" and (options.network_alias or options.ip):
+        raise UsageError("network-scoped aliases and --ip are supported only for containers in "
+                         "user-defined networks: create one (composer network create NAME) "
+                         "and use --network NAME")
+    networks = [{"network": name, "aliases": options.network_alias if i == 0 else [],
+                 "ipv4_address": options.ip if i == 0 else None,
+                 "mac_address": options.mac_address if i == 0 else None}
+                for i, name in enumerate(chosen)]
+    return {"network": "bridge", "networks": networks, "ports": ports}
+
+
 def spec_from_options(options: argparse.Namespace) -> dict[str, Any]:
     """The spec the flags ask for, as ContainerSpec JSON (UsageError for a malformed value)."""
     import shlex
 
-    if options.network not in ("none", "host"):
-        raise UsageError(f"--network {options.network}: only 'none' and 'host' exist so far "
-                         "(bridge networks come with compose networks)")
+    network = _network(options)
     devices = []
     for item in options.device:
         host, _, rest = item.partition(":")
@@ -212,11 +242,14 @@ def spec_from_options(options: argparse.Namespace) -> dict[str, Any]:
         "stdin_open": options.interactive, "read_only": options.read_only,
         "privileged": options.privileged, "cap_add": options.cap_add,
         "cap_drop": options.cap_drop, "mounts": _mounts(options),
+        "volumes_from": options.volumes_from,
         "shm_size": _bytes(options.shm_size, "--shm-size"),
         "ulimits": _ulimits(options.ulimit), "sysctls": pairs(options.sysctl, "--sysctl"),
         "devices": devices, "security_opt": options.security_opt,
         "group_add": options.group_add, "ipc": options.ipc, "pid": options.pid,
-        "network": options.network,
+        **network,
+        "extra_hosts": options.add_host, "dns": options.dns, "dns_search": options.dns_search,
+        "dns_opt": options.dns_option, "links": options.link,
         "resources": {
             "memory": _bytes(options.memory, "--memory"),
             "memory_swap": _bytes(options.memory_swap, "--memory-swap"),

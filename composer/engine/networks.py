@@ -1,0 +1,589 @@
+"""The networks of one engine: bridges, each container's namespace and veths, the NAT table and
+the DNS records, kept in step with the store.
+
+A network is a row (what was asked and chosen) and a bridge. A container on bridge networks
+gets, at each start, a network namespace of its own (a file under the run root), one veth per
+network with its peer made directly in that namespace, the address it leased once (kept across
+restarts, given back at removal), and its published ports; at each exit that is undone. The NAT
+table and the resolver's records are not patched: they are rebuilt whole from the store after
+every change (level-triggered), so a crash between steps is repaired by the next change, and
+:meth:`NetworkManager.sweep` repairs what a crash left at engine start.
+
+Every kernel object carries the state root's tag: bridges and veths in their names and aliases
+(``composer:<tag>:network:<id>``, ``composer:<tag>:endpoint:<container>:<network>``), the NAT
+table in its name. Teardown finds them by that tag, whatever the configuration says today.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import ipaddress
+import logging
+import os
+import secrets
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from composer import faults
+from composer.errors import ComposerError
+from composer.runtime import ipam
+from composer.runtime.spec import NAME_RULE, Attachment, ContainerSpec
+from composer.state import containers as rows
+from composer.state import leases
+from composer.state import networks as nets
+from composer.state.containers import ContainerRow
+from composer.state.layout import Layout
+from composer.state.networks import NetworkRow
+from composer.state.store import Store
+
+log = logging.getLogger(__name__)
+
+DEFAULT_NETWORK = "bridge"
+#: Docker's predefined networks: "bridge" is made on first use, the other two are modes.
+PREDEFINED = ("bridge", "host", "none")
+MTU_OPTION = "com.docker.network.driver.mtu"
+#: Host-wide: two state roots choosing a subnet at once would both see the same one free.
+HOST_LOCK = Path("/run/lock/composer-networks.lock")
+RUNNING = ("running", "paused", "restarting")
+
+
+class NetworkError(ComposerError):
+    """A network cannot be made, found, joined or removed as asked."""
+
+
+class NoSuchNetwork(NetworkError):
+    pass
+
+
+class NetworkInUse(NetworkError):
+    pass
+
+
+def root_tag(root: Path) -> str:
+    """The state root's tag: what marks every kernel object this root's engine makes."""
+    return hashlib.sha256(str(root.resolve()).encode()).hexdigest()[:16]
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """One attachment of a started container: the network, the address, the interface."""
+
+    network: NetworkRow
+    address: ipaddress.IPv4Address
+    interface: str
+    aliases: tuple[str, ...]
+
+    @property
+    def prefixlen(self) -> int:
+        return ipaddress.IPv4Network(self.network.subnet).prefixlen
+
+
+@dataclass(frozen=True)
+class Joined:
+    """What :meth:`NetworkManager.attach` made: the namespace for the bundle, the endpoints
+    for /etc/hosts and resolv.conf."""
+
+    netns: Path
+    endpoints: tuple[Endpoint, ...]
+
+    @property
+    def gateway(self) -> str | None:
+        """The resolver's address (and the default route): the first network's gateway."""
+        return self.endpoints[0].network.gateway if self.endpoints else None
+
+
+class NetworkManager:
+    """All network operations of one engine (one state root)."""
+
+    def __init__(self, layout: Layout, db: Store, *, upstream: list[str] | None = None) -> None:
+        from composer.dns.process import Resolver
+
+        self.layout = layout
+        self.db = db
+        self.tag = root_tag(layout.root)
+        self.alias_prefix = f"composer:{self.tag}:"
+        self.table = f"composer_{self.tag[:12]}"
+        self.resolver = Resolver(layout.run / "dns", upstream=upstream)
+        self._lock = threading.RLock()
+
+    # -- names ----------------------------------------------------------------------------------
+
+    def bridge_name(self, network_id: str) -> str:
+        return f"cmb{self.tag[:4]}{network_id[:8]}"
+
+    def veth_name(self, container_id: str, network_id: str) -> str:
+        pair = hashlib.sha256(f"{container_id}/{network_id}".encode()).hexdigest()
+        return f"cmv{self.tag[:4]}{pair[:8]}"
+
+    def netns_path(self, container_id: str) -> Path:
+        return self.layout.run / "netns" / container_id
+
+    def _endpoint_alias(self, container_id: str, network_id: str) -> str:
+        return f"{self.alias_prefix}endpoint:{container_id}:{network_id}"
+
+    # -- networks -------------------------------------------------------------------------------
+
+    def find(self, ref: str) -> NetworkRow:
+        row = nets.find(self.db, ref)
+        if row is None:
+            raise NoSuchNetwork(f"network {ref} not found")
+        return row
+
+    def all(self) -> list[NetworkRow]:
+        return nets.all_rows(self.db)
+
+    def create(self, name: str, *, driver: str = "bridge", internal: bool = False,
+               labels: Mapping[str, str] | None = None,
+               options: Mapping[str, str] | None = None,
+               ipam_config: Sequence[Mapping[str, Any]] = (),
+               _predefined: bool = False) -> NetworkRow:
+        if not NAME_RULE.fullmatch(name):
+            raise NetworkError(f'invalid network name "{name}": only [a-zA-Z0-9][a-zA-Z0-9_.-] '
+                               "are allowed")
+        if name in PREDEFINED and not _predefined:
+            raise NetworkError(f"network name {name} is predefined: choose another name")
+        if driver not in ("bridge", ""):
+            raise NetworkError(f"network {name}: driver {driver!r} is not supported; only "
+                               "bridge networks exist on one host (remove `driver:`)")
+        v4 = [c for c in ipam_config if ":" not in str(c.get("subnet") or "")]
+        if len(v4) > 1:
+            raise NetworkError(f"network {name}: more than one IPv4 ipam config; give one "
+                               "subnet per network")
+        if len(v4) < len(ipam_config):
+            log.warning("network %s: IPv6 subnets are not supported yet; only IPv4 is set up",
+                        name)
+        mtu = _mtu(name, options or {})
+        with self._lock, _host_lock():
+            taken = [ipaddress.IPv4Network(n.subnet) for n in nets.all_rows(self.db)]
+            from composer.runtime import netlink
+
+            plan = ipam.plan(v4[0] if v4 else None, taken=taken,
+                             host_routes=netlink.host_routes())
+            network_id = secrets.token_hex(32)
+            row = NetworkRow(id=network_id, name=name, driver="bridge",
+                             bridge=self.bridge_name(network_id), subnet=str(plan.subnet),
+                             gateway=str(plan.gateway), ip_range=str(plan.ip_range),
+                             reserved=tuple(sorted(str(a) for a in plan.reserved)),
+                             internal=internal, labels=dict(labels or {}),
+                             options=dict(options or {}), created=time.time())
+            nets.insert(self.db, row)
+            faults.point("network-after-row")
+            try:
+                self._ensure_bridge(row, mtu)
+            except BaseException:
+                nets.delete(self.db, row.id)
+                with contextlib.suppress(ComposerError):
+                    netlink.remove_link(row.bridge)
+                raise
+            self._sync()
+        return row
+
+    def _ensure_bridge(self, row: NetworkRow, mtu: int | None = None) -> None:
+        from composer.runtime import netlink
+
+        prefix = ipaddress.IPv4Network(row.subnet).prefixlen
+        netlink.ensure_bridge(row.bridge, alias=f"{self.alias_prefix}network:{row.id}",
+                              gateway=ipaddress.IPv4Interface(f"{row.gateway}/{prefix}"),
+                              mtu=mtu if mtu is not None else _mtu(row.name, row.options))
+        faults.point("network-after-bridge")
+        # 127.0.0.1 reaches published ports through DNAT out of the bridge; the kernel drops
+        # loopback-sourced packets on other interfaces unless this is set.
+        netlink.set_ipv4_conf(row.bridge, "route_localnet", "1")
+        if not row.internal:
+            netlink.enable_forwarding()
+
+    def default(self) -> NetworkRow:
+        """The network "bridge", made on first use."""
+        with self._lock:
+            found = nets.find(self.db, DEFAULT_NETWORK)
+            return found if found is not None else self.create(DEFAULT_NETWORK,
+                                                               _predefined=True)
+
+    def users(self, network: NetworkRow, *, running_only: bool = False) -> list[ContainerRow]:
+        """The containers whose spec joins the network."""
+        found = []
+        for row in rows.all_rows(self.db):
+            if running_only and row.status not in RUNNING:
+                continue
+            spec = ContainerSpec.from_json(row.spec)
+            if any(self._refers(a.network, network) for a in attachments(spec)):
+                found.append(row)
+        return found
+
+    @staticmethod
+    def _refers(ref: str, network: NetworkRow) -> bool:
+        return ref in (network.name, network.id) or (len(ref) >= 12
+                                                     and network.id.startswith(ref))
+
+    def remove(self, ref: str) -> NetworkRow:
+        if ref in ("host", "none"):
+            raise NetworkError(f"{ref} is a pre-defined network and cannot be removed")
+        with self._lock:
+            row = self.find(ref)
+            active = self.users(row, running_only=True)
+            if active:
+                raise NetworkInUse(
+                    f"error while removing network: network {row.name} id {row.id} has active "
+                    f"endpoints ({', '.join(r.name for r in active)}): stop or disconnect "
+                    "them first")
+            self._remove(row)
+            return row
+
+    def _remove(self, row: NetworkRow) -> None:
+        from composer.runtime import netlink
+
+        # The bridge before the row: a crash between leaves a row whose bridge the next
+        # sweep remakes, never a bridge nobody knows.
+        netlink.remove_link(row.bridge)
+        nets.delete(self.db, row.id)
+        self._sync()
+
+    def prune(self) -> list[str]:
+        """Remove every network no container (of any state) joins."""
+        removed = []
+        with self._lock:
+            for row in self.all():
+                if not self.users(row):
+                    self._remove(row)
+                    removed.append(row.name)
+        return removed
+
+    def collect_default(self) -> None:
+        """The default network goes with its last container (made again on first use), so
+        that an engine's host objects all go when its containers do."""
+        with self._lock:
+            found = nets.find(self.db, DEFAULT_NETWORK)
+            if found is not None and not self.users(found):
+                self._remove(found)
+
+    # -- containers -----------------------------------------------------------------------------
+
+    def resolve(self, spec: ContainerSpec) -> list[tuple[Attachment, NetworkRow]]:
+        """The networks a spec joins, checked (a create fails on a missing one, as Docker)."""
+        joined = []
+        for attachment in attachments(spec):
+            if attachment.network == DEFAULT_NETWORK:
+                joined.append((attachment, self.default()))
+            else:
+                joined.append((attachment, self.find(attachment.network)))
+        names = [n.id for _, n in joined]
+        if len(set(names)) != len(names):
+            raise NetworkError("a container cannot join the same network twice")
+        return joined
+
+    def attach(self, row: ContainerRow, spec: ContainerSpec) -> Joined:
+        """Lease, namespace, veths, published ports, NAT and DNS for a starting container.
+        Undone (but for the leases, kept until removal) when a step fails."""
+        from composer.runtime import netlink
+
+        with self._lock:
+            joined = self.resolve(spec)
+            endpoints = []
+            for attachment, network in joined:
+                address = leases.lease(self.db, network.id, row.id, _plan(network),
+                                       static=attachment.ipv4_address)
+                endpoints.append(Endpoint(network, address, "", attachment.aliases))
+            faults.point("network-after-lease")
+            netns = self.netns_path(row.id)
+            try:
+                netlink.create_netns(netns)
+                faults.point("network-after-netns")
+                routed = next((i for i, e in enumerate(endpoints) if not e.network.internal),
+                              None)
+                for index, endpoint in enumerate(endpoints):
+                    interface = f"eth{index}"
+                    netlink.ensure_veth(
+                        host_name=self.veth_name(row.id, endpoint.network.id),
+                        bridge=endpoint.network.bridge, netns=netns, inner_name=interface,
+                        address=ipaddress.IPv4Interface(f"{endpoint.address}/"
+                                                        f"{endpoint.prefixlen}"),
+                        gateway=(ipaddress.IPv4Address(endpoint.network.gateway)
+                                 if index == routed else None),
+                        alias=self._endpoint_alias(row.id, endpoint.network.id),
+                        mac=joined[index][0].mac_address)
+                    endpoints[index] = Endpoint(endpoint.network, endpoint.address,
+                                                interface, endpoint.aliases)
+                faults.point("network-after-veth")
+                published = self._publish(row, spec, endpoints)
+                rows.update(self.db, row.id, ports=published)
+                self._sync()
+                faults.point("network-after-nat")
+            except BaseException:
+                with contextlib.suppress(ComposerError, OSError):
+                    self.detach(row.id)
+                raise
+            return Joined(netns, tuple(endpoints))
+
+    def _publish(self, row: ContainerRow, spec: ContainerSpec,
+                 endpoints: Sequence[Endpoint]) -> list[dict[str, Any]]:
+        """The host ports of a starting container: given ones checked free (by us and by the
+        host), random ones chosen."""
+        from composer.runtime import ports
+
+        if not spec.ports:
+            return []
+        if not any(not e.network.internal for e in endpoints):
+            raise NetworkError(f"container {row.name}: ports cannot be published from "
+                               "internal networks only (they have no way in)")
+        ours = {(p["protocol"], p["host_ip"], p["host_port"]): other.name
+                for other in rows.all_rows(self.db) if other.id != row.id
+                for p in other.ports or ()}
+        published: list[dict[str, Any]] = []
+
+        def clash(proto: str, host_ip: str, port: int) -> str | None:
+            """The container of ours that has the port (on that address, or on all)."""
+            return next((owner for (p, ip, n), owner in ours.items()
+                         if (p, n) == (proto, port) and (ip == host_ip or "" in (ip, host_ip))),
+                        None)
+
+        for binding in spec.ports:
+            host_ip = "" if binding.host_ip in ("", "0.0.0.0") else binding.host_ip
+            if ":" in host_ip:
+                log.warning("container %s: port %s on %s not published: IPv6 publishing is "
+                            "not supported yet", row.name, binding.container_port, host_ip)
+                continue
+            proto = binding.protocol
+            if binding.host_port is not None and binding.host_port_end is None:
+                port = binding.host_port
+                holder = clash(proto, host_ip, port)
+                if holder is not None:
+                    raise ports.PortInUse(
+                        f"Bind for {host_ip or '0.0.0.0'}:{port}/{proto} failed: port is "
+                        f"already allocated to container {holder}: stop it or publish "
+                        "another port")
+                ports.check_free(host_ip, port, proto)
+            else:
+                def unused(n: int, p: str = proto, ip: str = host_ip) -> bool:
+                    return clash(p, ip, n) is None
+
+                port = _pick(host_ip, proto, binding.host_port, binding.host_port_end, unused)
+            ours[(proto, host_ip, port)] = row.name
+            published.append({"protocol": proto, "host_ip": host_ip, "host_port": port,
+                              "container_port": binding.container_port})
+        return published
+
+    def detach(self, container_id: str) -> None:
+        """Undo :meth:`attach` for a container whose run ended: its veths (found by their
+        aliases), its namespace, its published ports, its conntrack entries."""
+        from composer.runtime import netlink, ports
+
+        with self._lock:
+            for name, _ in netlink.links_by_alias(f"{self.alias_prefix}endpoint:{container_id}:"):
+                netlink.remove_link(name)
+            netlink.remove_netns(self.netns_path(container_id))
+            row = rows.get(self.db, container_id)
+            if row is not None and row.ports is not None:
+                rows.update(self.db, container_id, ports=None)
+            self._sync()
+            # A replaced container's flows (UDP above all) must not stick to its address.
+            for address in self.addresses(container_id).values():
+                with contextlib.suppress(ComposerError, OSError):
+                    ports.flush_conntrack(address)
+
+    def release(self, container_id: str) -> None:
+        """A container is being removed: its leases go, and the default network with its
+        last user."""
+        with self._lock:
+            leases.release_all(self.db, container_id)
+            self.collect_default()
+
+    def addresses(self, container_id: str) -> dict[str, str]:
+        """network name -> the container's address there (its leases)."""
+        found = {}
+        for network in self.all():
+            address = leases.leases_of(self.db, network.id).get(container_id)
+            if address is not None:
+                found[network.name] = address
+        return found
+
+    # -- state of the host ----------------------------------------------------------------------
+
+    def sweep(self) -> None:
+        """At engine start: bridges of every network back in place, endpoints and namespaces
+        of containers that no longer run gone, the NAT table and the records rebuilt."""
+        from composer.runtime import netlink
+
+        with self._lock:
+            if not self.all() and not (self.layout.run / "netns").is_dir():
+                return  # nothing to repair: keep the engine's start free of netlink
+            for network in self.all():
+                self._ensure_bridge(network)
+            attached = {r.id for r in rows.all_rows(self.db)
+                        if r.status in RUNNING and r.ports is not None}
+            for name, alias in netlink.links_by_alias(f"{self.alias_prefix}endpoint:"):
+                if alias.split(":")[3] not in attached:
+                    netlink.remove_link(name)
+            known = {n.bridge for n in self.all()}
+            for name, _ in netlink.links_by_alias(f"{self.alias_prefix}network:"):
+                if name not in known:
+                    netlink.remove_link(name)
+            netns_dir = self.layout.run / "netns"
+            if netns_dir.is_dir():
+                for path in netns_dir.iterdir():
+                    if path.name not in attached:
+                        netlink.remove_netns(path)
+            for row in rows.all_rows(self.db):
+                if row.ports is not None and row.id not in attached:
+                    rows.update(self.db, row.id, ports=None)
+            self._sync()
+
+    def _sync(self) -> None:
+        """Rebuild the NAT table and the resolver's records from the store."""
+        from composer.dns.records import ClientRecords, NetworkRecords
+        from composer.runtime import nat
+
+        networks = self.all()
+        by_id = {n.id: n for n in networks}
+        # `ports` is set (maybe to []) from attach to detach: the mark of being attached.
+        running = [r for r in rows.all_rows(self.db) if r.ports is not None]
+        bridges = [nat.BridgeNet(n.bridge, ipaddress.IPv4Network(n.subnet), n.internal)
+                   for n in networks]
+        publications = []
+        names: dict[str, dict[str, list[str]]] = {n.id: {} for n in networks}
+        clients: dict[str, ClientRecords] = {}
+        addresses = {n.id: leases.leases_of(self.db, n.id) for n in networks}
+        for row in sorted(running, key=lambda r: (r.created, r.id)):
+            spec = ContainerSpec.from_json(row.spec)
+            joined = [(a, self._match(a, networks)) for a in attachments(spec)]
+            mine = [(a, n, addresses[n.id][row.id]) for a, n in joined
+                    if n is not None and row.id in addresses[n.id]]
+            for attachment, network, address in mine:
+                labels = spec.labels
+                record_names = {row.name, row.id[:12], *attachment.aliases}
+                service = labels.get("com.docker.compose.service")
+                if service:
+                    record_names.add(service)
+                for record in record_names:
+                    names[network.id].setdefault(record.lower(), []).append(address)
+            routed = next(((n, a) for _, n, a in mine if not n.internal), None)
+            for published in row.ports or ():
+                if routed is not None:
+                    publications.append(nat.Publication(
+                        published["protocol"], published["host_ip"], published["host_port"],
+                        routed[1], published["container_port"], routed[0].bridge))
+            links = self._link_names(spec, [n.id for _, n, _ in mine], addresses, by_id)
+            for _, _, address in mine:
+                clients[address] = ClientRecords(networks=[n.id for _, n, _ in mine],
+                                                 dns=list(spec.dns), names=links)
+        nat.apply(self.table, bridges, publications)
+        records = {n.id: NetworkRecords(gateway=n.gateway, names=names[n.id])
+                   for n in networks}
+        self.resolver.update(records, clients)
+
+    def _match(self, attachment: Attachment, networks: Sequence[NetworkRow]) -> NetworkRow | None:
+        return next((n for n in networks if self._refers(attachment.network, n)), None)
+
+    def _link_names(self, spec: ContainerSpec, network_ids: Sequence[str],
+                    addresses: Mapping[str, Mapping[str, str]],
+                    by_id: Mapping[str, NetworkRow]) -> dict[str, list[str]]:
+        """``links`` as names only this container resolves: NAME[:ALIAS] -> the linked
+        container's address on a network both share."""
+        found: dict[str, list[str]] = {}
+        for link in spec.links:
+            name, _, alias = link.partition(":")
+            other = rows.find(self.db, name)
+            if other is None:
+                continue
+            address = next((addresses[n][other.id] for n in network_ids
+                            if other.id in addresses.get(n, {})), None)
+            if address is not None:
+                for record in {name, alias or name}:
+                    found[record.lower()] = [address]
+        return found
+
+    def link_hosts(self, spec: ContainerSpec, joined: Joined) -> list[tuple[str, str]]:
+        """(address, names) lines of /etc/hosts for ``links`` (Docker writes them too)."""
+        ids = [e.network.id for e in joined.endpoints]
+        addresses = {n: leases.leases_of(self.db, n) for n in ids}
+        lines = []
+        for link in spec.links:
+            name, _, alias = link.partition(":")
+            other = rows.find(self.db, name)
+            if other is None:
+                raise NetworkError(f"links: no container {name} to link to")
+            address = next((addresses[n][other.id] for n in ids if other.id in addresses[n]),
+                           None)
+            if address is None:
+                raise NetworkError(f"links: {name} is on none of this container's networks")
+            lines.append((address, " ".join(dict.fromkeys((alias or name, name)))))
+        return lines
+
+    def teardown(self) -> None:
+        """Every host object of this state root, by its tag, whatever the store says: the
+        endpoints, namespaces, bridges, the NAT table and the resolver."""
+        from composer.runtime import nat, netlink
+
+        with self._lock:
+            for name, _ in netlink.links_by_alias(self.alias_prefix):
+                netlink.remove_link(name)
+            netns_dir = self.layout.run / "netns"
+            if netns_dir.is_dir():
+                for path in netns_dir.iterdir():
+                    netlink.remove_netns(path)
+            nat.remove(self.table)
+            self.resolver.stop()
+
+
+def attachments(spec: ContainerSpec) -> tuple[Attachment, ...]:
+    """The networks a spec joins: none unless its mode is bridge; the default network when
+    it names none."""
+    if spec.network != "bridge":
+        return ()
+    return spec.networks or (Attachment(DEFAULT_NETWORK),)
+
+
+def _pick(host_ip: str, proto: str, low: int | None, high: int | None,
+          unused: Callable[[int], bool]) -> int:
+    """A free host port (in low..high when given) that none of our containers has."""
+    from composer.runtime import ports
+
+    start = low
+    for _ in range(64):
+        port = ports.pick_free(host_ip, proto, start, high)
+        if unused(port):
+            return port
+        if start is not None and high is not None:
+            start = port + 1  # the host has it free, but one of ours publishes it
+            if start > high:
+                break
+    raise NetworkError(f"no free host port for {proto} on {host_ip or '0.0.0.0'}"
+                       + (f" in {low}-{high}" if high is not None else "")
+                       + ": free one, or publish a fixed port")
+
+
+def _plan(network: NetworkRow) -> ipam.Plan:
+    return ipam.Plan(subnet=ipaddress.IPv4Network(network.subnet),
+                     gateway=ipaddress.IPv4Address(network.gateway),
+                     ip_range=ipaddress.IPv4Network(network.ip_range),
+                     reserved=frozenset(ipaddress.IPv4Address(a) for a in network.reserved))
+
+
+def _mtu(name: str, options: Mapping[str, str]) -> int | None:
+    value = options.get(MTU_OPTION)
+    if value is None:
+        return None
+    try:
+        mtu = int(value)
+    except ValueError:
+        mtu = 0
+    if not 68 <= mtu <= 65535:
+        raise NetworkError(f"network {name}: {MTU_OPTION}={value!r} is not an MTU "
+                           "(68..65535)")
+    return mtu
+
+
+@contextlib.contextmanager
+def _host_lock() -> Iterator[None]:
+    HOST_LOCK.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(HOST_LOCK, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)

@@ -73,6 +73,9 @@ def register(commands: Any) -> None:
     p.add_argument("--privileged", action="store_true")
     p.add_argument("container")
     p.add_argument("args", nargs=argparse.REMAINDER)
+    p = verbs.add_parser("port", help="list a container's published ports")
+    p.add_argument("container")
+    p.add_argument("private", nargs="?", metavar="PRIVATE_PORT[/PROTO]")
     p = verbs.add_parser("cp", help="copy files between a container and the host")
     p.add_argument("source")
     p.add_argument("destination")
@@ -303,6 +306,34 @@ def _top(app: App, options: argparse.Namespace) -> int:
     return 0
 
 
+def port_lines(ports: dict[str, list[dict[str, str]] | None],
+               private: str | None) -> list[str]:
+    """``container port`` output from ``NetworkSettings.Ports``: ``80/tcp -> 0.0.0.0:8080``
+    for each binding, or just the host addresses of ``private`` (``80`` means ``80/tcp``)."""
+    if private is not None:
+        key = private if "/" in private else f"{private}/tcp"
+        return [f"{b['HostIp']}:{b['HostPort']}" for b in ports.get(key) or ()]
+    return [f"{key} -> {b['HostIp']}:{b['HostPort']}"
+            for key, bindings in sorted(ports.items(), key=lambda kv: _port_order(kv[0]))
+            for b in bindings or ()]
+
+
+def _port_order(key: str) -> tuple[int, str]:
+    number, _, proto = key.partition("/")
+    return int(number) if number.isdigit() else 0, proto
+
+
+def _port(app: App, options: argparse.Namespace) -> int:
+    found = client(options).request("GET", f"/v1/containers/{options.container}")
+    lines = port_lines(found["NetworkSettings"].get("Ports") or {}, options.private)
+    if options.private is not None and not lines:
+        key = options.private if "/" in options.private else f"{options.private}/tcp"
+        app.abort(f"no public port '{key}' published for {options.container}", 1)
+    for line in lines:
+        app.print(line)
+    return 0
+
+
 def _cp(app: App, options: argparse.Namespace) -> int:
     def split(text: str) -> tuple[str | None, str]:
         head, sep, tail = text.partition(":")
@@ -353,4 +384,4 @@ def _mib(value: int | None) -> str:
 _VERBS = {"run": _run, "create": _create, "start": _start, "stop": _stop, "restart": _stop,
           "kill": _kill, "pause": _pause, "unpause": _pause, "rm": _rm, "inspect": _inspect,
           "wait": _wait, "ls": _ls, "logs": _logs, "exec": _exec, "top": _top, "cp": _cp,
-          "commit": _commit, "stats": _stats}
+          "commit": _commit, "stats": _stats, "port": _port}

@@ -78,7 +78,9 @@ def main() -> None:
         with open_images(root) as store:
             busybox_image(store, IMAGE)
         composer(root, "engine", "start")
-        composer(root, "container", "run", "--rm", IMAGE, "true")  # warm caches
+        # --network none: the bare runc run it is compared with has no network either; the
+        # cost of a bridge network is bench/networks_bench.py's to measure.
+        composer(root, "container", "run", "--rm", "--network", "none", IMAGE, "true")
         # The same bundle under bare runc: keep one container's bundle and mount.
         made = composer(root, "container", "create", "--name", "template", IMAGE, "true")
         cid = made.stdout.split()[-1]
@@ -100,8 +102,9 @@ def main() -> None:
         # and frequency drift over a run of this length).
         print(f"start-to-exit latency ({runs} rounds, the three commands in turn):")
         ours, cli, theirs = timed_together(runs, [
-            ("composer container run --rm busybox true",
-             lambda: composer(root, "container", "run", "--rm", IMAGE, "true")),
+            ("composer container run --rm --network none busybox true",
+             lambda: composer(root, "container", "run", "--rm", "--network", "none", IMAGE,
+                              "true")),
             ("composer container ls -q (the CLI's own start-up)",
              lambda: composer(root, "container", "ls", "-q")),
             ("runc run (same bundle)", lambda: subprocess.run(

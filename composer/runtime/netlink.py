@@ -130,7 +130,7 @@ def _check(result: int, call: str) -> None:
         raise OSError(code, f"{call}: {os.strerror(code)}")
 
 
-def _in_thread(work: Callable[[], _T]) -> _T:
+def in_thread(work: Callable[[], _T], name: str = "composer-netlink") -> _T:
     """Run ``work`` in a fresh OS thread and return its result (or raise its exception).
 
     A thread that entered another network namespace dies with it, so the caller's thread
@@ -143,7 +143,7 @@ def _in_thread(work: Callable[[], _T]) -> _T:
         except BaseException as exc:  # handed to the caller, who re-raises it
             box["error"] = exc
 
-    thread = threading.Thread(target=run, name="composer-netlink")
+    thread = threading.Thread(target=run, name=name)
     thread.start()
     thread.join()
     if "error" in box:
@@ -162,7 +162,7 @@ def _off_loop(function: Callable[_P, _T]) -> Callable[_P, _T]:
             asyncio.get_running_loop()
         except RuntimeError:
             return function(*args, **kwargs)
-        return _in_thread(lambda: function(*args, **kwargs))
+        return in_thread(lambda: function(*args, **kwargs))
 
     return wrapper
 
@@ -184,7 +184,7 @@ def _socket_in(netns: Path) -> socket.socket:
             os.close(fd)
         return _netlink_socket()
 
-    return _in_thread(work)
+    return in_thread(work)
 
 
 @contextlib.contextmanager
@@ -309,7 +309,7 @@ def create_netns(path: Path) -> None:
     # A thread of its own also keeps pyroute2's event loop away from any the caller runs.
     with _failing(f"cannot create the network namespace {path}"):
         try:
-            _in_thread(work)
+            in_thread(work)
         except BaseException:
             if made:
                 with contextlib.suppress(OSError):

@@ -24,7 +24,6 @@ import re
 import socket
 import struct
 import subprocess
-import threading
 from collections.abc import Callable, Collection, Iterator
 from pathlib import Path
 from typing import Any
@@ -326,25 +325,13 @@ def flush_conntrack(address: str) -> int:
 def _off_loop(work: Callable[[], int]) -> int:
     """pyroute2's synchronous API runs an asyncio loop of its own, which fails inside a
     running one: called from a coroutine, do the work in a thread."""
+    from composer.runtime.netlink import in_thread
+
     try:
         asyncio.get_running_loop()
     except RuntimeError:
         return work()
-    box: dict[str, Any] = {}
-
-    def run() -> None:
-        try:
-            box["result"] = work()
-        except BaseException as e:  # handed back to the caller, who raises it
-            box["error"] = e
-
-    thread = threading.Thread(target=run, name="composer-conntrack")
-    thread.start()
-    thread.join()
-    if "error" in box:
-        raise box["error"]
-    result: int = box["result"]
-    return result
+    return in_thread(work, name="composer-conntrack")
 
 
 class _NetlinkUnusable(Exception):

@@ -92,13 +92,20 @@ def run(*argv: str, netns: str | None = None, check: bool = True,
     return done
 
 
-def host_state() -> tuple[str, str, str]:
-    """What this test must leave untouched in the namespace it runs in."""
+LAB_LINKS = ("br1", "br2", "br3", "uplink", "v-c1", "v-c1b", "v-c2", "v-c3")
+
+
+def host_state(table: str) -> tuple[list[str], list[str], list[str]]:
+    """What of the lab could show in the namespace the test runs in (it must not): its links,
+    its table, rules naming its addresses. Only the lab's own objects, since other tests may
+    change the host's links and firewall at the same time."""
     links = run("ip", "-o", "link", "show").stdout
-    names = "\n".join(sorted(line.split(":")[1].strip() for line in links.splitlines()))
-    ruleset = run("nft", "-s", "list", "ruleset").stdout
+    names = [line.split(":")[1].strip().split("@")[0] for line in links.splitlines()]
+    ruleset = run("nft", "list", "tables").stdout
     iptables = run("iptables", "-w", "-S").stdout if shutil.which("iptables") else ""
-    return names, ruleset, iptables
+    return ([n for n in names if n in LAB_LINKS],
+            [t for t in ruleset.splitlines() if table in t],
+            [r for r in iptables.splitlines() if "10.77." in r or table in r])
 
 
 @dataclass
@@ -187,8 +194,8 @@ def _build(lab: Lab) -> None:
 
 @pytest.fixture
 def lab() -> Iterator[Lab]:
-    before = host_state()
     world = Lab(prefix=f"cnat-{secrets.token_hex(3)}")
+    assert host_state(world.table) == ([], [], []), "the lab's names are taken on this host"
     try:
         _build(world)
         world.serve("c1", "tcp", 80)
@@ -207,7 +214,7 @@ def lab() -> Iterator[Lab]:
             if (NETNS_DIR / world.ns(role)).exists():
                 run("ip", "netns", "delete", world.ns(role), check=False)
     assert world.prefix not in run("ip", "netns", "list").stdout
-    assert host_state() == before, "the test changed its own namespace's links or firewall"
+    assert host_state(world.table) == ([], [], []), "the test changed its own namespace"
 
 
 # -- the tests ------------------------------------------------------------------------------------

@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from composer import faults
+from composer.engine import subnet_claims
 from composer.errors import ComposerError
 from composer.runtime import ipam
 from composer.runtime.spec import NAME_RULE, Attachment, ContainerSpec
@@ -111,6 +112,11 @@ class NetworkManager:
         self.table = f"composer_{self.tag[:12]}"
         self.resolver = Resolver(layout.run / "dns", upstream=upstream)
         self._lock = threading.RLock()
+        # What the NAT table was last made from, by this engine: a container without
+        # published ports starting or stopping changes nothing there, and rebuilding the table
+        # costs two nft transactions of ~20 ms. None (unknown) at start, so the first
+        # change (the start's sweep) always writes it.
+        self._nat_applied: tuple[Any, ...] | None = None
 
     # -- names ----------------------------------------------------------------------------------
 
@@ -160,9 +166,10 @@ class NetworkManager:
                         name)
         mtu = _mtu(name, options or {})
         with self._lock, _host_lock():
-            taken = [ipaddress.IPv4Network(n.subnet) for n in nets.all_rows(self.db)]
             from composer.runtime import netlink
 
+            taken = [ipaddress.IPv4Network(n.subnet) for n in nets.all_rows(self.db)]
+            taken += subnet_claims.claimed_by_others(self.tag)
             plan = ipam.plan(v4[0] if v4 else None, taken=taken,
                              host_routes=netlink.host_routes())
             network_id = secrets.token_hex(32)
@@ -172,6 +179,7 @@ class NetworkManager:
                              reserved=tuple(sorted(str(a) for a in plan.reserved)),
                              internal=internal, labels=dict(labels or {}),
                              options=dict(options or {}), created=time.time())
+            subnet_claims.claim(self.tag, self.layout.root, network_id, row.subnet)
             nets.insert(self.db, row)
             faults.point("network-after-row")
             try:
@@ -180,6 +188,7 @@ class NetworkManager:
                 nets.delete(self.db, row.id)
                 with contextlib.suppress(ComposerError):
                     netlink.remove_link(row.bridge)
+                subnet_claims.release(self.tag, network_id)
                 raise
             self._sync()
         return row
@@ -243,6 +252,7 @@ class NetworkManager:
         netlink.remove_link(row.bridge)
         nets.delete(self.db, row.id)
         self._sync()
+        subnet_claims.release(self.tag, row.id)  # last: the subnet is free only now
 
     def prune(self) -> list[str]:
         """Remove every network no container (of any state) joins."""
@@ -381,10 +391,13 @@ class NetworkManager:
             if row is not None and row.ports is not None:
                 rows.update(self.db, container_id, ports=None)
             self._sync()
-            # A replaced container's flows (UDP above all) must not stick to its address.
-            for address in self.addresses(container_id).values():
-                with contextlib.suppress(ComposerError, OSError):
-                    ports.flush_conntrack(address)
+            if row is not None and row.ports:
+                # A published port's flows (UDP above all: a client that keeps sending keeps
+                # its entry alive) must not stay DNATed to this container's address, or a
+                # replacement would never see them. Docker flushes for the same reason.
+                for address in self.addresses(container_id).values():
+                    with contextlib.suppress(ComposerError, OSError):
+                        ports.flush_conntrack(address)
 
     def release(self, container_id: str) -> None:
         """A container is being removed: its leases go, and the default network with its
@@ -410,6 +423,9 @@ class NetworkManager:
         from composer.runtime import netlink
 
         with self._lock:
+            with _host_lock():
+                subnet_claims.keep_only(self.tag, self.layout.root,
+                                        [(n.id, n.subnet) for n in self.all()])
             if not self.all() and not (self.layout.run / "netns").is_dir():
                 return  # nothing to repair: keep the engine's start free of netlink
             for network in self.all():
@@ -471,7 +487,11 @@ class NetworkManager:
             for _, _, address in mine:
                 clients[address] = ClientRecords(networks=[n.id for _, n, _ in mine],
                                                  dns=list(spec.dns), names=links)
-        nat.apply(self.table, bridges, publications)
+        wanted = (tuple(bridges), tuple(publications))
+        if wanted != self._nat_applied:
+            self._nat_applied = None  # unknown while it is being written
+            nat.apply(self.table, bridges, publications)
+            self._nat_applied = wanted
         records = {n.id: NetworkRecords(gateway=n.gateway, names=names[n.id])
                    for n in networks}
         self.resolver.update(records, clients)
@@ -527,7 +547,9 @@ class NetworkManager:
                 for path in netns_dir.iterdir():
                     netlink.remove_netns(path)
             nat.remove(self.table)
+            self._nat_applied = None
             self.resolver.stop()
+            subnet_claims.keep_only(self.tag, self.layout.root, [])
 
 
 def attachments(spec: ContainerSpec) -> tuple[Attachment, ...]:

@@ -105,7 +105,9 @@ def _processes_naming(text: str) -> list[str]:
 
 def network_leaks(root: Path) -> dict[str, list[str]]:
     """What a state root's engine may have left on the host, found by the root's tag: links
-    (by alias and by name), the NAT table, iptables rules, network namespace files."""
+    (by alias and by name), the NAT table, iptables rules, network namespace files, subnet
+    claims."""
+    from composer.engine import subnet_claims
     from composer.engine.networks import root_tag
 
     tag = root_tag(root)
@@ -120,6 +122,7 @@ def network_leaks(root: Path) -> dict[str, list[str]]:
         "nft tables": [t for t in tables.splitlines() if tag[:12] in t],
         "iptables rules": [r for r in rules.splitlines() if tag[:8] in r],
         "netns files": [str(p) for p in netns.iterdir()] if netns.is_dir() else [],
+        "subnet claims": subnet_claims.mine(tag),
     }
 
 

@@ -36,3 +36,8 @@ if [ -x /usr/bin/docker-registry ] && [ "$(id -u)" -eq 0 ]; then
   echo "== images"
   "$here/.venv/bin/python" bench/images_bench.py 300
 fi
+
+if [ "$(id -u)" -eq 0 ]; then
+  echo "== networks"
+  "$here/.venv/bin/python" bench/networks_bench.py
+fi

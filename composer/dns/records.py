@@ -19,12 +19,14 @@ Names are matched case-insensitively, without a trailing dot (they are stored lo
 from __future__ import annotations
 
 import ipaddress
+import re
 import threading
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 DNS_PORT = 53
+_SHORT_ID = re.compile(r"[0-9a-f]{12}")  # a container's short id, recorded as a name too
 _TOP_KEYS = frozenset({"port", "upstream", "serial", "networks", "clients"})
 _NETWORK_KEYS = frozenset({"gateway", "names"})
 _CLIENT_KEYS = frozenset({"networks", "dns", "names"})
@@ -227,21 +229,22 @@ def reverse_lookup(config: Config, client: str, received_on_gateway: str,
                    address: str) -> str | None:
     """The name to answer a PTR query for ``address`` with, among the names ``client`` sees.
 
-    Several names share an address (service, alias, container name); the one with the fewest
-    addresses, then the longest, is most likely the container's own (``proj-web-1`` over
-    ``web``), which is what Docker answers."""
+    Several names share an address (service, alias, container name, short id); the one with
+    the fewest addresses, then not a short id, then the longest, is most likely the
+    container's own name (``proj-web-1`` over ``web`` and ``623175f5e2a5``), which is what
+    Docker answers."""
     try:
         wanted = str(ipaddress.ip_address(address))
     except ValueError:
         return None
-    best: tuple[int, int, str] | None = None
+    best: tuple[int, bool, int, str] | None = None
     for names in _scopes(config, client, received_on_gateway):
         for name, addresses in names.items():
             if wanted in addresses:
-                rank = (len(addresses), -len(name), name)
+                rank = (len(addresses), _SHORT_ID.fullmatch(name) is not None, -len(name), name)
                 if best is None or rank < best:
                     best = rank
-    return best[2] if best is not None else None
+    return best[3] if best is not None else None
 
 
 def address_from_reverse_name(name: str) -> str | None:

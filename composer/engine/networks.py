@@ -180,7 +180,11 @@ class NetworkManager:
                              internal=internal, labels=dict(labels or {}),
                              options=dict(options or {}), created=time.time())
             subnet_claims.claim(self.tag, self.layout.root, network_id, row.subnet)
-            nets.insert(self.db, row)
+            try:
+                nets.insert(self.db, row)
+            except BaseException:
+                subnet_claims.release(self.tag, network_id)  # a name taken, say
+                raise
             faults.point("network-after-row")
             try:
                 self._ensure_bridge(row, mtu)

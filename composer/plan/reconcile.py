@@ -53,6 +53,9 @@ class Options:
     pull: str | None = None  # always | missing | never | build; None: each service's policy
     build: bool = False  # --build
     timeout: float | None = None  # stop timeout, seconds
+    # Digests of the secrets' and configs' content (composer.manifest.contents), read by the
+    # caller: a changed secret file recreates the services that use it.
+    contents: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
 
 
 def container_name(project: Project, service: Service, number: int) -> str:
@@ -229,7 +232,7 @@ class _Planner:
         wanted = self.options.scale.get(name, service.replicas)
         everything = self.containers.get(name, [])
         have = [c for c in everything if c.id not in self.removed]
-        config_hash = service_hash(service)
+        config_hash = service_hash(service, self.options.contents)
         kept = [c for c in have if c.number <= wanted]
         ready: list[int | None] = []
         started: list[int] = []
@@ -368,7 +371,7 @@ class _Planner:
             return []
         from composer.state.labels import diff_configs, service_config
 
-        return diff_configs(current.config, service_config(service))
+        return diff_configs(current.config, service_config(service, self.options.contents))
 
     def _recreate(self, service: Service, current: ObservedContainer, config_hash: str,
                   reason: str, fields: list[str]) -> int | None:

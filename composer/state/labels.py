@@ -86,17 +86,29 @@ _REASON_WIDTH = 60
 _SCALARS = frozenset({str, int, float, bool, type(None)})
 
 
-def service_config(service: Service) -> dict[str, Any]:
-    """The hashed part of a service, as plain data: what its container is created from."""
-    return _allowed(service.spec, SERVICE_HASH_FIELDS)
+def service_config(service: Service,
+                   contents: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """The hashed part of a service, as plain data: what its container is created from.
+
+    ``contents`` (:func:`composer.manifest.contents.contents`) adds the digests of the
+    secrets and configs the service uses, under ``contents``: a changed secret file means a
+    new container although the model is the same. Left out when the service uses none, so
+    that the hashes of other services do not change."""
+    config = _allowed(service.spec, SERVICE_HASH_FIELDS)
+    used = {f"{kind}.{ref['source']}" for kind in ("secrets", "configs")
+            for ref in service.spec.get(kind) or () if isinstance(ref, Mapping)}
+    digests = {key: digest for key, digest in (contents or {}).items() if key in used}
+    if digests:
+        config["contents"] = dict(sorted(digests.items()))
+    return config
 
 
-def service_hash(service: Service) -> str:
+def service_hash(service: Service, contents: Mapping[str, str] | None = None) -> str:
     """The config hash a container of ``service`` is labelled with.
 
     The image is hashed by reference only: whether the reference now means another image is
     the planner's question (it compares image ids)."""
-    return _digest(service_config(service))
+    return _digest(service_config(service, contents))
 
 
 def network_hash(resource: Resource) -> str:

@@ -97,17 +97,19 @@ def _render(project: dict[str, Any], loaded: Any, options: argparse.Namespace) -
 
 def _hashes(app: App, loaded: Any, requested: str) -> int:
     """``<service> <hash>`` per service, by name, as ``docker compose config --hash`` prints."""
+    from composer.manifest.contents import contents
     from composer.manifest.model import build_project
     from composer.state.labels import service_hash
 
     project = build_project(loaded)
+    digests = contents(project)  # the hash the planner labels containers with
     names = sorted(project.services) if requested.strip() == "*" else \
         sorted({name.strip() for name in requested.split(",") if name.strip()})
     for name in names:
         if name not in project.services:
             app.abort(f"no such service: {name}")
     for name in names:
-        app.print(f"{name} {service_hash(project.services[name])}")
+        app.print(f"{name} {service_hash(project.services[name], digests)}")
     return 0
 
 

@@ -62,6 +62,7 @@ def run_up(app: App, options: argparse.Namespace) -> int:
 
 
 def _plan(app: App, options: argparse.Namespace) -> Any:
+    from composer.manifest.contents import contents
     from composer.manifest.loader import LoadOptions, load
     from composer.manifest.model import build_project
     from composer.plan.reconcile import FORCE, NEVER, Options, reconcile
@@ -80,7 +81,8 @@ def _plan(app: App, options: argparse.Namespace) -> Any:
         recreate_deps=FORCE if options.always_recreate_deps else "diverged",
         remove_orphans=options.remove_orphans, renew_anon_volumes=options.renew_anon_volumes,
         scale=_scale(options.scale, project.services), no_start=options.no_start,
-        pull=options.pull, build=options.build, timeout=options.timeout)
+        pull=options.pull, build=options.build, timeout=options.timeout,
+        contents=contents(project))
     return reconcile(project, Observed(project=project.name), plan_options)
 
 

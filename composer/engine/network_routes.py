@@ -12,6 +12,7 @@ from composer.engine.networks import DEFAULT_NETWORK, NetworkInUse, NoSuchNetwor
 from composer.engine.server import ApiError, Request, Router
 from composer.runtime.spec import Attachment, ContainerSpec
 from composer.state import containers as rows
+from composer.state.containers import ContainerRow
 from composer.state.networks import NetworkExists, NetworkRow
 
 
@@ -96,8 +97,7 @@ class NetworkRoutes:
 
     def connect(self, request: Request) -> Any:
         """Join a network: recorded in the container's spec (so it stays joined across
-        restarts, as Docker); a running container gets it at its next start. Docker joins a
-        running one at once; that is refused here rather than half done."""
+        restarts, as Docker); a running container joins it at once."""
         body = request.body or {}
         network = self._answer(lambda: self.m.networks.find(request.path_args["name"]))
 
@@ -113,7 +113,10 @@ class NetworkRoutes:
             ip = body.get("ipv4_address") or None
             return replace(spec, networks=(*joined, Attachment(network.name, aliases, ip)))
 
-        return self._change(str(body.get("container") or ""), change)
+        def hot(row: ContainerRow, spec: ContainerSpec) -> None:
+            self.m.networks.connect_running(row, spec.networks[-1])
+
+        return self._change(str(body.get("container") or ""), change, hot)
 
     def disconnect(self, request: Request) -> Any:
         body = request.body or {}
@@ -128,17 +131,26 @@ class NetworkRoutes:
                                     f"network {network.name}")
             return replace(spec, networks=kept, network="bridge" if kept else "none")
 
-        return self._change(str(body.get("container") or ""), change)
+        def hot(row: ContainerRow, spec: ContainerSpec) -> None:
+            self.m.networks.disconnect_running(row, network)
 
-    def _change(self, ref: str, change: Callable[[ContainerSpec], ContainerSpec]) -> Any:
+        return self._change(str(body.get("container") or ""), change, hot)
+
+    def _change(self, ref: str, change: Callable[[ContainerSpec], ContainerSpec],
+                hot: Callable[[ContainerRow, ContainerSpec], None]) -> Any:
+        """Record the change in the container's spec; a container attached now (running)
+        gets it at once through ``hot``, and keeps its old spec when that fails."""
         row = self._answer(lambda: self.m.find(ref))
         with self.m.lock(row.id):
             row = self.m.find(row.id)
-            if row.status in ("running", "paused", "restarting"):
-                raise ApiError(409, f"container {row.name} is running: stop it, connect or "
-                                    "disconnect, then start it (joining a running container is "
-                                    "not supported yet)")
+            before = row.spec
             spec = change(self.m.spec(row))
             self.m.networks.resolve(spec)
             rows.update(self.m.db, row.id, spec=spec.to_json())
+            if row.ports is not None:  # attached: its namespace and veths exist now
+                try:
+                    hot(row, spec)
+                except BaseException:
+                    rows.update(self.m.db, row.id, spec=before)
+                    raise
         return {}

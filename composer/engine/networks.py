@@ -403,6 +403,46 @@ class NetworkManager:
                     with contextlib.suppress(ComposerError, OSError):
                         ports.flush_conntrack(address)
 
+    def connect_running(self, row: ContainerRow, attachment: Attachment) -> None:
+        """Join a running container to one more network, at once, as Docker does: a lease, a
+        veth into its namespace (the next free ``ethN``, no default route: the first network
+        keeps it), then the NAT table and the records. The row's spec must already name the
+        network (:meth:`_sync` reads it); on failure the lease and veth are undone."""
+        from composer.runtime import netlink
+
+        with self._lock:
+            network = self.find(attachment.network)
+            address = leases.lease(self.db, network.id, row.id, _plan(network),
+                                   static=attachment.ipv4_address)
+            netns = self.netns_path(row.id)
+            taken = set(netlink.addresses_in(netns))
+            inner = next(f"eth{i}" for i in range(len(taken) + 1) if f"eth{i}" not in taken)
+            host_name = self.veth_name(row.id, network.id)
+            try:
+                netlink.ensure_veth(
+                    host_name=host_name, bridge=network.bridge, netns=netns, inner_name=inner,
+                    address=ipaddress.IPv4Interface(
+                        f"{address}/{ipaddress.IPv4Network(network.subnet).prefixlen}"),
+                    gateway=None, alias=self._endpoint_alias(row.id, network.id),
+                    mac=attachment.mac_address)
+                self._sync()
+            except BaseException:
+                with contextlib.suppress(ComposerError, OSError):
+                    netlink.remove_link(host_name)
+                leases.release(self.db, network.id, row.id)
+                raise
+
+    def disconnect_running(self, row: ContainerRow, network: NetworkRow) -> None:
+        """Take a running container off one network at once: its veth there and its lease
+        go, then the NAT table and the records follow. The row's spec must already leave the
+        network out."""
+        from composer.runtime import netlink
+
+        with self._lock:
+            netlink.remove_link(self.veth_name(row.id, network.id))
+            leases.release(self.db, network.id, row.id)
+            self._sync()
+
     def release(self, container_id: str) -> None:
         """A container is being removed: its leases go, and the default network with its
         last user."""

@@ -402,6 +402,37 @@ def _on_two_networks(engine: Engine) -> None:
     assert "NXDOMAIN" in alone.stdout and "dns=1" in alone.stdout, alone.stdout
 
 
+def test_a_running_container_is_connected_and_disconnected_at_once(engine: Engine) -> None:
+    _create_network(engine, "left")
+    _create_network(engine, "right")
+    engine.run_detached("--name", "peer", "--network", "right", IMAGE, *HTTPD)
+    engine.run_detached("--name", "mover", "--network", "left", IMAGE, "sleep", "300")
+    peer = engine.inspect("peer")["Id"][:12]
+
+    def fetch() -> subprocess.CompletedProcess[str]:
+        return engine.cli("container", "exec", "mover", "sh", "-c",
+                          "timeout 3 wget -q -O - http://peer/hostname")
+
+    assert fetch().returncode != 0  # not on the peer's network yet
+    engine.cli("network", "connect", "--alias", "mv", "right", "mover", check=True)
+    address = _ip(engine, "mover", "right")
+    done = engine.cli("container", "exec", "mover", "sh", "-c",
+                      f"ip -o -4 addr | grep -c {address}/; {_wget('http://peer/hostname')}")
+    assert done.stdout.split() == ["1", peer], (done.stdout, done.stderr)
+    alias = _run(engine, "--network", "right", IMAGE, "nslookup", "mv")
+    assert _addresses(alias.stdout) == [address], alias.stdout
+    again = engine.cli("network", "connect", "right", "mover")
+    assert again.returncode != 0 and "already exists" in again.stderr, again.stderr
+    engine.cli("network", "disconnect", "right", "mover", check=True)
+    assert fetch().returncode != 0
+    assert "right" not in engine.inspect("mover")["NetworkSettings"]["Networks"]
+    gone = engine.cli("container", "exec", "mover", "sh", "-c", "ip -o link | grep -c eth")
+    assert gone.stdout.strip() == "1", gone.stdout  # only the first network's interface
+    engine.cli("container", "rm", "-f", "mover", "peer", check=True)
+    engine.cli("network", "rm", "left", "right", check=True)
+    _no_leaks(engine)
+
+
 def test_a_static_address_in_a_chosen_subnet(engine: Engine) -> None:
     subnet = _clear_subnet(random.randrange(100, 200), 24)
     hosts = list(subnet.hosts())

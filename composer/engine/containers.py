@@ -236,6 +236,12 @@ class ContainerManager:
         and the /etc files that describe it."""
         cdir = self.layout.container_dir(row.id)
         if attachments(spec):
+            if spec.publish_all:
+                from composer.runtime.portspec import publish_all
+
+                image_ports = self.image_config(row).get("ExposedPorts") or {}
+                spec = replace(spec, ports=tuple(publish_all(
+                    spec.ports, [*map(str, image_ports), *spec.expose])))
             joined = self.networks.attach(row, spec)
             paths["network"] = str(joined.netns)
             try:

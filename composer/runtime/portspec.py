@@ -9,6 +9,7 @@ first free port of the range"; no host port means a random one for each containe
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable, Sequence
 from typing import Literal, cast
 
 from composer.runtime.spec import PortBinding
@@ -72,3 +73,32 @@ def parse(text: str) -> list[PortBinding]:
     return [PortBinding(c, proto, host_ip, h)
             for c, h in zip(range(container[0], container[1] + 1),
                             range(host[0], host[1] + 1), strict=True)]
+
+
+def parse_expose(text: str) -> list[tuple[int, str]]:
+    """One ``--expose``/``EXPOSE`` value (``80``, ``80/udp``, ``9000-9002/tcp``) as
+    (port, protocol) pairs."""
+    body, _, protocol = str(text).partition("/")
+    protocol = protocol.lower() or "tcp"
+    if protocol not in PROTOCOLS:
+        raise PortSpecError(f"invalid protocol {protocol!r} in exposed port {text!r}: use "
+                            f"{', '.join(PROTOCOLS)}")
+    low, high = _range(body, str(text), "container port")
+    return [(port, protocol) for port in range(low, high + 1)]
+
+
+def publish_all(bindings: Sequence[PortBinding], exposed: Iterable[str]) -> list[PortBinding]:
+    """``-P``: ``bindings`` plus a random host port for each exposed port none of them
+    publishes. An exposed value that does not parse (an image's) is passed over."""
+    taken: set[tuple[int, str]] = {(b.container_port, b.protocol) for b in bindings}
+    added: list[PortBinding] = []
+    for text in exposed:
+        try:
+            pairs = parse_expose(text)
+        except PortSpecError:
+            continue
+        for port, protocol in pairs:
+            if (port, protocol) not in taken:
+                taken.add((port, protocol))
+                added.append(PortBinding(port, cast(Protocol, protocol)))
+    return [*bindings, *sorted(added, key=lambda b: (b.container_port, b.protocol))]

@@ -167,6 +167,8 @@ class ContainerSpec:
     network: str = "none"
     networks: tuple[Attachment, ...] = ()
     ports: tuple[PortBinding, ...] = ()
+    expose: tuple[str, ...] = ()  # "80/tcp", "9000-9002/udp": more ports -P publishes
+    publish_all: bool = False  # -P: every exposed port (the image's and these) on a random one
     extra_hosts: tuple[str, ...] = ()
     dns: tuple[str, ...] = ()
     dns_search: tuple[str, ...] = ()
@@ -211,7 +213,7 @@ class ContainerSpec:
             if values.get(key) is not None:
                 values[key] = tuple(values[key])
         for key in ("cap_add", "cap_drop", "security_opt", "group_add", "extra_hosts", "dns",
-                    "dns_search", "dns_opt", "links", "volumes_from"):
+                    "dns_search", "dns_opt", "links", "volumes_from", "expose"):
             values[key] = tuple(values.get(key) or ())
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(values) - known)

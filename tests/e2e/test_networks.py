@@ -535,6 +535,22 @@ def test_published_tcp_and_udp_ports_on_loopback_and_the_host_address(engine: En
         _http_get("127.0.0.1", everywhere, timeout=0)
 
 
+def test_publish_all_gives_every_exposed_port_a_random_host_port(engine: Engine) -> None:
+    from composer.state.layout import open_images
+    from tests.images import busybox_image
+
+    with open_images(engine.root) as store:
+        busybox_image(store, "local/exposing:1", config={"ExposedPorts": {"80/tcp": {}}})
+    engine.run_detached("--name", "all", "-P", "--expose", "53/udp", "local/exposing:1",
+                        *HTTPD)
+    lines = engine.cli("container", "port", "all", check=True).stdout.splitlines()
+    assert [line.split(" -> ")[0] for line in lines] == ["53/udp", "80/tcp"], lines
+    port = int(engine.cli("container", "port", "all", "80", check=True).stdout.split(":")[-1])
+    assert _http_get("127.0.0.1", port).strip() == engine.inspect("all")["Id"][:12]
+    refused = engine.cli("container", "run", "--rm", "--network", "none", "-P", IMAGE, "true")
+    assert refused.returncode != 0 and "-P" in refused.stderr, refused.stderr
+
+
 def test_a_taken_host_port_is_refused_and_leaves_nothing(engine: Engine) -> None:
     holder = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     try:

@@ -54,6 +54,9 @@ def add_create_flags(p: Any) -> None:
     p.add_argument("--mac-address")
     p.add_argument("-p", "--publish", action="append", default=[],
                    metavar="[HOST_IP:][HOST_PORT:]CONTAINER_PORT[/PROTOCOL]")
+    p.add_argument("-P", "--publish-all", action="store_true",
+                   help="publish every exposed port on a random host port")
+    p.add_argument("--expose", action="append", default=[], metavar="PORT[-END][/PROTOCOL]")
     p.add_argument("--add-host", action="append", default=[], metavar="NAME:IP")
     p.add_argument("--dns", action="append", default=[])
     p.add_argument("--dns-search", action="append", default=[])
@@ -194,21 +197,28 @@ def _logging(items: list[str]) -> dict[str, Any]:
 def _network(options: argparse.Namespace) -> dict[str, Any]:
     """``network``, ``networks`` and ``ports`` of the spec: Docker's default is the network
     "bridge"; ``--network-alias``/``--ip`` belong to the first network named."""
-    from composer.runtime.portspec import PortSpecError, parse
+    from composer.runtime.portspec import PortSpecError, parse, parse_expose
 
     try:
         ports = [dataclasses.asdict(b) for text in options.publish for b in parse(text)]
     except PortSpecError as e:
         raise UsageError(f"-p: {e}") from e
+    try:
+        for text in options.expose:
+            parse_expose(text)
+    except PortSpecError as e:
+        raise UsageError(f"--expose: {e}") from e
+    exposing = {"expose": options.expose, "publish_all": options.publish_all}
     chosen = options.network or ["bridge"]
     modes = [n for n in chosen if n in ("none", "host") or n.startswith("container:")]
     if modes and len(chosen) > 1:
         raise UsageError(f"--network {modes[0]} cannot be combined with other networks")
     if modes:
-        if options.network_alias or options.ip or ports or options.link:
-            raise UsageError(f"--network {modes[0]}: --network-alias, --ip, -p and --link "
+        if options.network_alias or options.ip or ports or options.link or \
+                options.publish_all:
+            raise UsageError(f"--network {modes[0]}: --network-alias, --ip, -p, -P and --link "
                              "need a bridge network")
-        return {"network": modes[0]}
+        return {"network": modes[0], "expose": options.expose}
     if chosen[0] == "bridge" and (options.network_alias or options.ip):
         raise UsageError("network-scoped aliases and --ip are supported only for containers in "
                          "user-defined networks: create one (composer network create NAME) "
@@ -217,7 +227,7 @@ def _network(options: argparse.Namespace) -> dict[str, Any]:
                  "ipv4_address": options.ip if i == 0 else None,
                  "mac_address": options.mac_address if i == 0 else None}
                 for i, name in enumerate(chosen)]
-    return {"network": "bridge", "networks": networks, "ports": ports}
+    return {"network": "bridge", "networks": networks, "ports": ports, **exposing}
 
 
 def spec_from_options(options: argparse.Namespace) -> dict[str, Any]:

@@ -171,7 +171,7 @@ class NetworkManager:
             taken = [ipaddress.IPv4Network(n.subnet) for n in nets.all_rows(self.db)]
             taken += subnet_claims.claimed_by_others(self.tag)
             plan = ipam.plan(v4[0] if v4 else None, taken=taken,
-                             host_routes=netlink.host_routes())
+                             host_routes=netlink.host_routes(), pools=_pools())
             network_id = secrets.token_hex(32)
             row = NetworkRow(id=network_id, name=name, driver="bridge",
                              bridge=self.bridge_name(network_id), subnet=str(plan.subnet),
@@ -642,6 +642,20 @@ def _mtu(name: str, options: Mapping[str, str]) -> int | None:
         raise NetworkError(f"network {name}: {MTU_OPTION}={value!r} is not an MTU "
                            "(68..65535)")
     return mtu
+
+
+#: Docker's ``default-address-pools``, as ``base=10.10.0.0/16,size=24;base=...``.
+POOLS_VARIABLE = "COMPOSER_ADDRESS_POOLS"
+
+
+def _pools() -> tuple[ipam.Pool, ...]:
+    text = os.environ.get(POOLS_VARIABLE, "").strip()
+    if not text:
+        return ipam.DEFAULT_POOLS
+    try:
+        return ipam.parse_pools(text)
+    except ipam.IpamError as e:
+        raise NetworkError(f"{POOLS_VARIABLE}: {e}") from e
 
 
 @contextlib.contextmanager

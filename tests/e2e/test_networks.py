@@ -433,6 +433,16 @@ def test_a_running_container_is_connected_and_disconnected_at_once(engine: Engin
     _no_leaks(engine)
 
 
+def test_subnets_come_from_the_configured_pools(engine: Engine) -> None:
+    base = _clear_subnet(random.randrange(16, 200), 16)
+    with _engine_env(engine, COMPOSER_ADDRESS_POOLS=f"base={base},size=24"):
+        first = _create_network(engine, "pool1")["IPAM"]["Config"][0]["Subnet"]
+        second = _create_network(engine, "pool2")["IPAM"]["Config"][0]["Subnet"]
+        assert [first, second] == [str(s) for s in list(base.subnets(new_prefix=24))[:2]]
+        engine.cli("network", "rm", "pool1", "pool2", check=True)
+    _no_leaks(engine)
+
+
 def test_a_static_address_in_a_chosen_subnet(engine: Engine) -> None:
     subnet = _clear_subnet(random.randrange(100, 200), 24)
     hosts = list(subnet.hosts())

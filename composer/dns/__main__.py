@@ -8,15 +8,12 @@ when it exits instead (the reason is in the log). SIGHUP reloads, SIGTERM and SI
 from __future__ import annotations
 
 import argparse
-import contextlib
-import logging
-import os
 import sys
 from pathlib import Path
 
-from composer.dns.process import write_atomically
 from composer.dns.records import ConfigError
 from composer.dns.server import Resolver, log
+from composer.sidecar import log_handler, serving
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -31,16 +28,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--log-level", default="warning",
                         choices=["debug", "info", "warning", "error"])
     args = parser.parse_args(argv)
-    # Absolute before the chdir below.
+    # Absolute: serving() changes to / (see composer.sidecar).
     for name in ("config", "pidfile", "status", "log"):
         if getattr(args, name) is not None:
             setattr(args, name, getattr(args, name).absolute())
 
-    handler: logging.Handler = (logging.FileHandler(args.log) if args.log
-                                else logging.StreamHandler(sys.stderr))
-    handler.setFormatter(logging.Formatter(
-        "%(asctime)s composer-dns[%(process)d] %(levelname)s %(message)s"))
-    log.addHandler(handler)
+    log.addHandler(log_handler("composer-dns", args.log))
     log.setLevel(args.log_level.upper())
 
     resolver = Resolver(args.config, status_path=args.status)
@@ -52,18 +45,10 @@ def main(argv: list[str] | None = None) -> int:
     except (ConfigError, OSError) as e:
         log.error("cannot start: %s", e)
         return 1
-    write_atomically(args.pidfile, f"{os.getpid()}\n")
-    # Hold no directory busy (the engine's working directory may be a mount): with -m,
-    # sys.path holds the start directory as an absolute path, so imports still work.
-    os.chdir("/")
-    log.info("serving %s on %s", args.config,
-             ", ".join(f"{g}:{p}" for g, p in resolver.listeners))
-    try:
+    with serving(args.pidfile):
+        log.info("serving %s on %s", args.config,
+                 ", ".join(f"{g}:{p}" for g, p in resolver.listeners))
         resolver.serve()
-    finally:
-        with contextlib.suppress(OSError, ValueError):
-            if int(args.pidfile.read_text()) == os.getpid():
-                args.pidfile.unlink()
     log.info("stopped")
     return 0
 

@@ -30,7 +30,6 @@ from typing import Any
 
 import dnslib  # type: ignore[import-untyped]
 
-from composer.dns.process import write_atomically
 from composer.dns.records import (
     Config,
     ConfigError,
@@ -43,6 +42,7 @@ from composer.dns.records import (
     parse_config,
     reverse_lookup,
 )
+from composer.sidecar import serial_of, write_status
 
 log = logging.getLogger("composer.dns")
 
@@ -329,7 +329,7 @@ class Resolver:
         """Load the config again; a broken file keeps the old config (and says why), and a
         gateway that cannot be bound is retried at the next reload."""
         self.loads += 1
-        attempted = _serial_of(self.config_path)
+        attempted = serial_of(self.config_path)
         try:
             loaded = load(self.config_path)
         except ConfigError as e:
@@ -371,14 +371,8 @@ class Resolver:
         return failures
 
     def _write_status(self, attempted: int | None, error: str | None) -> None:
-        """Say which config is in force (``serial``), which one the last load read
-        (``attempted``) and what went wrong with it, so that whoever sent SIGHUP knows when
-        the new records are live, or why they are not."""
-        if self.status_path is None:
-            return
-        status = {"pid": os.getpid(), "loads": self.loads, "serial": self.serial,
-                  "attempted": attempted, "error": error}
-        write_atomically(self.status_path, json.dumps(status) + "\n")
+        write_status(self.status_path, loads=self.loads, serial=self.serial,
+                     attempted=attempted, error=error)
 
     # --- serving ---------------------------------------------------------------------------
 
@@ -483,11 +477,3 @@ def _send_to(sock: socket.socket, data: bytes, peer: Any) -> None:
         sock.sendto(data, peer)
     except OSError as e:  # closed by a reload, or the client went away: nothing to do
         log.info("replying to %s: %s", peer[0], e)
-
-
-def _serial_of(path: Path) -> int | None:
-    try:
-        serial = json.loads(path.read_text()).get("serial")
-    except (OSError, ValueError, AttributeError):
-        return None
-    return serial if isinstance(serial, int) else None

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import functools
 import hashlib
 import ipaddress
 import logging
@@ -104,6 +105,7 @@ class NetworkManager:
 
     def __init__(self, layout: Layout, db: Store, *, upstream: list[str] | None = None) -> None:
         from composer.dns.process import Resolver
+        from composer.portproxy.process import PortProxy
 
         self.layout = layout
         self.db = db
@@ -111,6 +113,7 @@ class NetworkManager:
         self.alias_prefix = f"composer:{self.tag}:"
         self.table = f"composer_{self.tag[:12]}"
         self.resolver = Resolver(layout.run / "dns", upstream=upstream)
+        self.proxy = PortProxy(layout.run / "portproxy")
         self._lock = threading.RLock()
         # What the NAT table was last made from, by this engine: a container without
         # published ports starting or stopping changes nothing there, and rebuilding the table
@@ -356,12 +359,15 @@ class NetworkManager:
                          if (p, n) == (proto, port) and (ip == host_ip or "" in (ip, host_ip))),
                         None)
 
+        dual = host_has_ipv6()
         for binding in spec.ports:
             host_ip = "" if binding.host_ip in ("", "0.0.0.0") else binding.host_ip
-            if ":" in host_ip:
-                log.warning("container %s: port %s on %s not published: IPv6 publishing is "
-                            "not supported yet", row.name, binding.container_port, host_ip)
-                continue
+            if ":" in host_ip and not dual:
+                raise NetworkError(f"container {row.name}: cannot publish on [{host_ip}]: "
+                                   "this host has no IPv6")
+            # "" on a host with IPv6 is both families: probing "::" (a dual-stack socket)
+            # checks both at once.
+            probe = "::" if dual and not host_ip else host_ip
             proto = binding.protocol
             if binding.host_port is not None and binding.host_port_end is None:
                 port = binding.host_port
@@ -371,12 +377,12 @@ class NetworkManager:
                         f"Bind for {host_ip or '0.0.0.0'}:{port}/{proto} failed: port is "
                         f"already allocated to container {holder}: stop it or publish "
                         "another port")
-                ports.check_free(host_ip, port, proto)
+                ports.check_free(probe, port, proto)
             else:
                 def unused(n: int, p: str = proto, ip: str = host_ip) -> bool:
                     return clash(p, ip, n) is None
 
-                port = _pick(host_ip, proto, binding.host_port, binding.host_port_end, unused)
+                port = _pick(probe, proto, binding.host_port, binding.host_port_end, unused)
             ours[(proto, host_ip, port)] = row.name
             published.append({"protocol": proto, "host_ip": host_ip, "host_port": port,
                               "container_port": binding.container_port})
@@ -494,8 +500,10 @@ class NetworkManager:
             self._sync()
 
     def _sync(self) -> None:
-        """Rebuild the NAT table and the resolver's records from the store."""
+        """Rebuild the NAT table, the resolver's records and the IPv6 port proxy's entries
+        from the store."""
         from composer.dns.records import ClientRecords, NetworkRecords
+        from composer.portproxy.process import ProxyEntry
         from composer.runtime import nat
 
         networks = self.all()
@@ -505,6 +513,8 @@ class NetworkManager:
         bridges = [nat.BridgeNet(n.bridge, ipaddress.IPv4Network(n.subnet), n.internal)
                    for n in networks]
         publications = []
+        proxied: list[ProxyEntry] = []
+        dual = host_has_ipv6()
         names: dict[str, dict[str, list[str]]] = {n.id: {} for n in networks}
         clients: dict[str, ClientRecords] = {}
         addresses = {n.id: leases.leases_of(self.db, n.id) for n in networks}
@@ -523,10 +533,19 @@ class NetworkManager:
                     names[network.id].setdefault(record.lower(), []).append(address)
             routed = next(((n, a) for _, n, a in mine if not n.internal), None)
             for published in row.ports or ():
-                if routed is not None:
+                if routed is None:
+                    continue
+                host_ip = published["host_ip"]
+                if ":" not in host_ip:
                     publications.append(nat.Publication(
-                        published["protocol"], published["host_ip"], published["host_port"],
+                        published["protocol"], host_ip, published["host_port"],
                         routed[1], published["container_port"], routed[0].bridge))
+                if ":" in host_ip or (not host_ip and dual):
+                    # IPv6 to an IPv4-only container: no kernel NAT can do it (nor take ::1
+                    # out of lo), so a proxy process of ours does, as docker-proxy does.
+                    proxied.append(ProxyEntry(
+                        published["protocol"], host_ip or "::", published["host_port"],
+                        routed[1], published["container_port"]))
             links = self._link_names(spec, [n.id for _, n, _ in mine], addresses, by_id)
             for _, _, address in mine:
                 clients[address] = ClientRecords(networks=[n.id for _, n, _ in mine],
@@ -539,6 +558,9 @@ class NetworkManager:
         records = {n.id: NetworkRecords(gateway=n.gateway, names=names[n.id])
                    for n in networks}
         self.resolver.update(records, clients)
+        for key, error in self.proxy.update(proxied).items():
+            # Checked free before publishing: only a race with another program gets here.
+            log.warning("IPv6 side of published port %s not listening: %s", key, error)
 
     def _match(self, attachment: Attachment, networks: Sequence[NetworkRow]) -> NetworkRow | None:
         return next((n for n in networks if self._refers(attachment.network, n)), None)
@@ -593,6 +615,7 @@ class NetworkManager:
             nat.remove(self.table)
             self._nat_applied = None
             self.resolver.stop()
+            self.proxy.stop()
             subnet_claims.keep_only(self.tag, self.layout.root, [])
 
 
@@ -642,6 +665,17 @@ def _mtu(name: str, options: Mapping[str, str]) -> int | None:
         raise NetworkError(f"network {name}: {MTU_OPTION}={value!r} is not an MTU "
                            "(68..65535)")
     return mtu
+
+
+@functools.cache
+def host_has_ipv6() -> bool:
+    """Whether the host has IPv6 (an address, and not disabled): then ports published on
+    every address are published on its IPv6 addresses too, as Docker does."""
+    try:
+        disabled = Path("/proc/sys/net/ipv6/conf/all/disable_ipv6").read_text().strip()
+        return disabled == "0" and bool(Path("/proc/net/if_inet6").read_text().strip())
+    except OSError:
+        return False
 
 
 #: Docker's ``default-address-pools``, as ``base=10.10.0.0/16,size=24;base=...``.

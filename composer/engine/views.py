@@ -112,10 +112,15 @@ def ports(row: ContainerRow, spec: Any) -> dict[str, list[dict[str, str]] | None
     a port asked for but not published now)."""
     found: dict[str, list[dict[str, str]] | None] = {
         f"{b.container_port}/{b.protocol}": None for b in spec.ports}
+    from composer.engine.networks import host_has_ipv6
+
     for p in row.ports or ():
         key = f"{p['container_port']}/{p['protocol']}"
         bindings = found.get(key) or []
-        bindings.append({"HostIp": p["host_ip"] or "0.0.0.0", "HostPort": str(p["host_port"])})
+        # Every address is both families where the host has IPv6, as Docker shows it.
+        hosts = [p["host_ip"]] if p["host_ip"] else \
+            ["0.0.0.0", "::"] if host_has_ipv6() else ["0.0.0.0"]
+        bindings += [{"HostIp": host, "HostPort": str(p["host_port"])} for host in hosts]
         found[key] = bindings
     return found
 

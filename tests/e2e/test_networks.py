@@ -239,7 +239,8 @@ def _http_get(host: str, port: int, path: str = "/hostname", timeout: float = 20
 
 def _udp_echo(host: str, port: int, payload: bytes, timeout: float = 20) -> bytes:
     deadline = time.monotonic() + timeout
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_DGRAM) as sock:
         sock.settimeout(0.5)
         while True:
             try:
@@ -519,7 +520,8 @@ def test_published_tcp_and_udp_ports_on_loopback_and_the_host_address(engine: En
     # Published on 127.0.0.1 only: the host's other address does not lead there.
     with pytest.raises(OSError):
         _http_get(host, local_only, timeout=0)
-    bindings = engine.inspect("pub")["NetworkSettings"]["Ports"]["80/tcp"]
+    bindings = [b for b in engine.inspect("pub")["NetworkSettings"]["Ports"]["80/tcp"]
+                if b["HostIp"] != "::"]  # the IPv6 side, where the host has it: tested below
     chosen = [b for b in bindings if int(b["HostPort"]) not in (local_only, everywhere)]
     assert {(b["HostIp"], b["HostPort"]) for b in bindings} - {(b["HostIp"], b["HostPort"])
                                                                for b in chosen} == {
@@ -529,20 +531,76 @@ def test_published_tcp_and_udp_ports_on_loopback_and_the_host_address(engine: En
     assert _http_get("127.0.0.1", random_port) == cid[:12] + "\n"
     assert _udp_echo("127.0.0.1", udp, b"ping-1") == b"echo:ping-1"
     assert _udp_echo(host, udp, b"ping-2") == b"echo:ping-2"
-    assert engine.inspect("echo")["NetworkSettings"]["Ports"] == {
-        "9999/udp": [{"HostIp": "0.0.0.0", "HostPort": str(udp)}]}
+    assert [b for b in engine.inspect("echo")["NetworkSettings"]["Ports"]["9999/udp"]
+            if b["HostIp"] != "::"] == [{"HostIp": "0.0.0.0", "HostPort": str(udp)}]
     if engine.cli("container", "port", "--help").returncode == 0:
-        listed = engine.cli("container", "port", "pub", check=True).stdout.splitlines()
+        listed = [line for line in engine.cli("container", "port", "pub",
+                                              check=True).stdout.splitlines()
+                  if "[::]" not in line]
         assert sorted(listed) == sorted([f"80/tcp -> 127.0.0.1:{local_only}",
                                          f"80/tcp -> 0.0.0.0:{everywhere}",
                                          f"80/tcp -> 0.0.0.0:{random_port}"]), listed
         assert engine.cli("container", "port", "echo", "9999/udp",
-                          check=True).stdout.split() == [f"0.0.0.0:{udp}"]
+                          check=True).stdout.split()[0] == f"0.0.0.0:{udp}"
     # Once stopped, the ports lead nowhere and are reported unpublished.
     engine.cli("container", "stop", "-t", "1", "pub", check=True)
     assert engine.inspect("pub")["NetworkSettings"]["Ports"] == {"80/tcp": None}
     with pytest.raises(OSError):
         _http_get("127.0.0.1", everywhere, timeout=0)
+
+
+def _host_ipv6_global() -> str | None:
+    """A global IPv6 address of the host (/proc/net/if_inet6: scope 00), if it has one."""
+    for line in Path("/proc/net/if_inet6").read_text().splitlines():
+        fields = line.split()
+        if fields[3] == "00" and fields[5] != "lo":
+            return str(ipaddress.IPv6Address(bytes.fromhex(fields[0])))
+    return None
+
+
+def test_published_ports_on_the_hosts_ipv6_addresses(engine: Engine) -> None:
+    from composer.engine.networks import host_has_ipv6
+
+    if not host_has_ipv6():
+        pytest.skip("this host has no IPv6")
+    everywhere, local6, udp = _free_ports(3)
+    cid = engine.run_detached("--name", "pub6", "-p", f"{everywhere}:80",
+                              "-p", f"[::1]:{local6}:80", IMAGE, *HTTPD)
+    engine.run_detached("--name", "echo6", "-p", f"{udp}:9999/udp", *PYTHON_MOUNTS, IMAGE,
+                        "/usr/bin/python3", "-c", UDP_ECHO)
+    answer = cid[:12] + "\n"
+    assert _http_get("::1", everywhere) == answer
+    assert _http_get("127.0.0.1", everywhere) == answer
+    assert _http_get("::1", local6) == answer
+    with pytest.raises(OSError):
+        _http_get("127.0.0.1", local6, timeout=0)  # published on [::1] only
+    global6 = _host_ipv6_global()
+    if global6 is not None:
+        assert _http_get(global6, everywhere) == answer
+    assert _udp_echo("::1", udp, b"six") == b"echo:six"
+    listed = engine.cli("container", "port", "pub6", check=True).stdout.splitlines()
+    assert sorted(listed) == sorted([f"80/tcp -> 0.0.0.0:{everywhere}",
+                                     f"80/tcp -> [::]:{everywhere}",
+                                     f"80/tcp -> [::1]:{local6}"]), listed
+    # A port the host holds on IPv6 only is refused too: both families are checked.
+    with socket.socket(socket.AF_INET6, socket.SOCK_STREAM) as held:
+        held.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+        held.bind(("::1", 0))
+        held.listen(1)
+        taken = held.getsockname()[1]
+        refused = engine.cli("container", "run", "--rm", "-p", f"{taken}:80", IMAGE, "true")
+        assert refused.returncode == 125 and str(taken) in refused.stderr, refused.stderr
+    # The IPv6 side is a process of its own: it keeps forwarding while the engine is away.
+    pid = engine.engine_pid()
+    assert pid is not None
+    os.kill(pid, signal.SIGKILL)
+    _wait(lambda: engine.engine_pid() is None, 10, "the engine gone")
+    assert _http_get("::1", everywhere) == answer
+    engine.cli("container", "stop", "-t", "1", "pub6", check=True)
+    with pytest.raises(OSError):
+        _http_get("::1", everywhere, timeout=0)
+    engine.cli("container", "rm", "-f", "pub6", "echo6", check=True)
+    _no_leaks(engine)
 
 
 def test_publish_all_gives_every_exposed_port_a_random_host_port(engine: Engine) -> None:
@@ -554,7 +612,8 @@ def test_publish_all_gives_every_exposed_port_a_random_host_port(engine: Engine)
     engine.run_detached("--name", "all", "-P", "--expose", "53/udp", "local/exposing:1",
                         *HTTPD)
     lines = engine.cli("container", "port", "all", check=True).stdout.splitlines()
-    assert [line.split(" -> ")[0] for line in lines] == ["53/udp", "80/tcp"], lines
+    assert list(dict.fromkeys(line.split(" -> ")[0] for line in lines)) == \
+        ["53/udp", "80/tcp"], lines
     port = int(engine.cli("container", "port", "all", "80", check=True).stdout.split(":")[-1])
     assert _http_get("127.0.0.1", port).strip() == engine.inspect("all")["Id"][:12]
     refused = engine.cli("container", "run", "--rm", "--network", "none", "-P", IMAGE, "true")

@@ -310,10 +310,15 @@ def port_lines(ports: dict[str, list[dict[str, str]] | None],
                private: str | None) -> list[str]:
     """``container port`` output from ``NetworkSettings.Ports``: ``80/tcp -> 0.0.0.0:8080``
     for each binding, or just the host addresses of ``private`` (``80`` means ``80/tcp``)."""
+    def where(binding: dict[str, str]) -> str:
+        host = binding["HostIp"]
+        return f"[{host}]:{binding['HostPort']}" if ":" in host else \
+            f"{host}:{binding['HostPort']}"
+
     if private is not None:
         key = private if "/" in private else f"{private}/tcp"
-        return [f"{b['HostIp']}:{b['HostPort']}" for b in ports.get(key) or ()]
-    return [f"{key} -> {b['HostIp']}:{b['HostPort']}"
+        return [where(b) for b in ports.get(key) or ()]
+    return [f"{key} -> {where(b)}"
             for key, bindings in sorted(ports.items(), key=lambda kv: _port_order(kv[0]))
             for b in bindings or ()]
 

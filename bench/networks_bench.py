@@ -164,6 +164,14 @@ def throughput(root: Path, mib: int) -> tuple[list[list[str]], list[tuple[str, b
                         published[port])]
             if host is not None:
                 targets.append((f"{host}:{published[port]} (published)", host, published[port]))
+            from composer.engine.networks import host_has_ipv6
+
+            # Through the port proxy process, not kernel NAT: shown, not held to the budget
+            # (the budget is the kernel path's; docker-proxy is the comparable path). Only
+            # with the Python sink: nc's relisting gap would reset a proxied connection.
+            if host_has_ipv6() and port == FAST_PORT:
+                targets.append((f"[::1]:{published[port]} (published, IPv6 proxy)", "::1",
+                                published[port]))
             targets.append((f"{address}:{port} (container IP)", address, port))
             for _, target_host, target_port in targets:  # warm up: conntrack, caches
                 transfer(target_host, target_port, 16)
@@ -179,8 +187,8 @@ def throughput(root: Path, mib: int) -> tuple[list[list[str]], list[tuple[str, b
                              f"{min(got):.0f}-{max(got):.0f}", f"{ratio:.2f}x"])
                 print(f"  {receiver}, {label}: median {median:.0f} MiB/s "
                       f"(min {min(got):.0f}, max {max(got):.0f}), {ratio:.2f}x container IP")
-                if port == FAST_PORT and "published" in label:
-                    verdicts.append((f"throughput {label.split()[0]} >= {THROUGHPUT_BUDGET}x "
+                if port == FAST_PORT and "published" in label and "proxy" not in label:
+                    verdicts.append((f"throughput {label.split(' (')[0]} >= {THROUGHPUT_BUDGET}x "
                                      f"container IP ({ratio:.2f}x)", ratio >= THROUGHPUT_BUDGET))
     finally:
         sink.terminate()

@@ -558,7 +558,8 @@ class NetworkManager:
         records = {n.id: NetworkRecords(gateway=n.gateway, names=names[n.id])
                    for n in networks}
         self.resolver.update(records, clients)
-        for key, error in self.proxy.update(proxied).items():
+        # Kept while networks exist: containers with published ports come and go.
+        for key, error in self.proxy.update(proxied, keep=bool(networks)).items():
             # Checked free before publishing: only a race with another program gets here.
             log.warning("IPv6 side of published port %s not listening: %s", key, error)
 

@@ -361,6 +361,25 @@ def test_no_entries_no_proxy(tcp_server: TcpServer, proxies: Callable[..., PortP
     assert not _alive(pid)
 
 
+def test_keep_leaves_a_running_proxy_idle_and_starts_none(
+        tcp_server: TcpServer, proxies: Callable[..., PortProxy]) -> None:
+    proxy = proxies()
+    assert proxy.update([], keep=True) == {}
+    assert not proxy.running()  # nothing to forward: no process started for it
+    entry = tcp_entry(tcp_server)
+    proxy.update([entry])
+    pid = proxy.pid()
+    assert exchange(entry, b"kept") == b"kept"
+    assert proxy.update([], keep=True) == {}
+    assert proxy.pid() == pid  # the same process, idle
+    with pytest.raises(OSError):
+        connect(entry, b"").recv(1)
+    proxy.update([entry])
+    assert proxy.pid() == pid and exchange(entry, b"again") == b"again"
+    proxy.update([])
+    assert not _alive(pid)
+
+
 def test_bad_entries_are_refused_before_writing(tcp_server: TcpServer,
                                                 proxies: Callable[..., PortProxy]) -> None:
     proxy = proxies()

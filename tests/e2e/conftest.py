@@ -132,51 +132,64 @@ def _mounts_under(path: Path) -> list[str]:
             if line.split()[4].startswith(str(path))]
 
 
-@pytest.fixture
-def engine(tmp_path: Path) -> Iterator[Engine]:
+@contextlib.contextmanager
+def engine_at(root: Path) -> Iterator[Engine]:
+    """An engine of its own on state root ``root`` (made here, with the busybox image), torn
+    down afterwards: every container removed, the networks pruned, the engine stopped, then
+    nothing of it may be left on the host."""
     if os.geteuid() != 0:
         pytest.skip("containers need root")
     for binary in ("runc", "conmon"):
         _needs(binary)
+    import secrets
+
     from composer.state.layout import open_images
     from tests.images import busybox_image
 
-    root = tmp_path / "root"
     with open_images(root) as store:
         busybox_image(store, IMAGE)
     (root / "home").mkdir()
-    import secrets
-
     engine = Engine(root, f"composer-e2e-{secrets.token_hex(4)}")
     try:
         yield engine
     finally:
-        listed = engine.cli("container", "ls", "-aq", "--no-trunc")
-        for container_id in listed.stdout.split():
-            engine.cli("container", "rm", "-f", container_id)
-        if engine.engine_pid() is not None:
-            engine.cli("network", "prune", "-f")
-        engine.cli("engine", "stop")
-        # The engine's cgroup tree: only the group directories may remain, empty.
-        base = Path("/sys/fs/cgroup")
-        tree = [*base.glob(engine.cgroup_root), *base.glob(f"*/{engine.cgroup_root}")]
-        cgroups_left = [str(c) for t in tree for c in t.glob("*/*") if c.is_dir()]
-        for top in tree:
-            for group in sorted(p for p in top.iterdir() if p.is_dir()):
-                with contextlib.suppress(OSError):
-                    group.rmdir()
+        _tear_down(engine)
+
+
+def _tear_down(engine: Engine) -> None:
+    root = engine.root
+    listed = engine.cli("container", "ls", "-aq", "--no-trunc")
+    for container_id in listed.stdout.split():
+        engine.cli("container", "rm", "-f", container_id)
+    if engine.engine_pid() is not None:
+        engine.cli("network", "prune", "-f")
+    engine.cli("engine", "stop")
+    # The engine's cgroup tree: only the group directories may remain, empty.
+    base = Path("/sys/fs/cgroup")
+    tree = [*base.glob(engine.cgroup_root), *base.glob(f"*/{engine.cgroup_root}")]
+    cgroups_left = [str(c) for t in tree for c in t.glob("*/*") if c.is_dir()]
+    for top in tree:
+        for group in sorted(p for p in top.iterdir() if p.is_dir()):
             with contextlib.suppress(OSError):
-                top.rmdir()
-        leaked = {
-            "processes": _processes_naming(str(root)),
-            "mounts": _mounts_under(root),
-            "cgroups": cgroups_left + [str(t) for t in tree if t.exists()],
-            "runtime state": [str(p) for p in (root / "run" / "runtimes").glob("*/*")]
-            if (root / "run" / "runtimes").is_dir() else [],
-            **network_leaks(root),
-        }
-        for pid_line in leaked["processes"]:
-            # Clean what this test left, by pid, before failing it.
-            with contextlib.suppress(OSError):
-                os.kill(int(pid_line.split(":")[0]), 9)
-        assert not any(leaked.values()), f"leaked: {leaked}"
+                group.rmdir()
+        with contextlib.suppress(OSError):
+            top.rmdir()
+    leaked = {
+        "processes": _processes_naming(str(root)),
+        "mounts": _mounts_under(root),
+        "cgroups": cgroups_left + [str(t) for t in tree if t.exists()],
+        "runtime state": [str(p) for p in (root / "run" / "runtimes").glob("*/*")]
+        if (root / "run" / "runtimes").is_dir() else [],
+        **network_leaks(root),
+    }
+    for pid_line in leaked["processes"]:
+        # Clean what this test left, by pid, before failing it.
+        with contextlib.suppress(OSError):
+            os.kill(int(pid_line.split(":")[0]), 9)
+    assert not any(leaked.values()), f"leaked: {leaked}"
+
+
+@pytest.fixture
+def engine(tmp_path: Path) -> Iterator[Engine]:
+    with engine_at(tmp_path / "root") as made:
+        yield made

@@ -26,7 +26,7 @@ from typing import Any
 
 import pytest
 
-from tests.e2e.conftest import IMAGE, Engine, network_leaks
+from tests.e2e.conftest import IMAGE, Engine, engine_at, network_leaks
 
 HTTPD = ("httpd", "-f", "-p", "80", "-h", "/etc")  # serves /etc: /hostname names the server
 # (wget is bounded by timeout(1): busybox 1.35 wget -T segfaults.)
@@ -985,30 +985,8 @@ def test_a_crash_making_the_default_network_converges(engine: Engine, point: str
 @pytest.fixture
 def neighbour(tmp_path: Path) -> Iterator[Engine]:
     """A second state root with its own engine, torn down as ``engine`` is."""
-    from composer.state.layout import open_images
-    from tests.images import busybox_image
-
-    root = tmp_path / "neighbour" / "root"
-    with open_images(root) as store:
-        busybox_image(store, IMAGE)
-    (root / "home").mkdir()
-    other = Engine(root, f"composer-e2e-{secrets.token_hex(4)}")
-    try:
+    with engine_at(tmp_path / "neighbour" / "root") as other:
         yield other
-    finally:
-        for container_id in other.cli("container", "ls", "-aq", "--no-trunc").stdout.split():
-            other.cli("container", "rm", "-f", container_id)
-        if other.engine_pid() is not None:
-            other.cli("network", "prune", "-f")
-        other.cli("engine", "stop")
-        base = Path("/sys/fs/cgroup")
-        for top in [*base.glob(other.cgroup_root), *base.glob(f"*/{other.cgroup_root}")]:
-            for group in sorted(p for p in top.iterdir() if p.is_dir()):
-                with contextlib.suppress(OSError):
-                    group.rmdir()
-            with contextlib.suppress(OSError):
-                top.rmdir()
-        _no_leaks(other)
 
 
 def test_a_crash_before_the_bridge_does_not_take_a_neighbours_subnet(

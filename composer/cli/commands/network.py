@@ -7,7 +7,7 @@ import json
 from typing import Any
 
 from composer.cli.app import App
-from composer.errors import ComposerError, UsageError
+from composer.errors import UsageError
 
 
 def register(commands: Any) -> None:
@@ -69,6 +69,7 @@ def _ipam(options: argparse.Namespace) -> list[dict[str, Any]]:
 def run(app: App, options: argparse.Namespace) -> int:
     from composer.cli.commands.container_flags import pairs
     from composer.cli.commands.engine import engine_client
+    from composer.cli.commands.removal import print_pruned, remove_each
 
     engine = engine_client(options)
     verb = {"list": "ls", "remove": "rm"}.get(options.verb, options.verb)
@@ -95,26 +96,15 @@ def run(app: App, options: argparse.Namespace) -> int:
         app.print(json.dumps([engine.request("GET", f"/v1/networks/{n}")
                               for n in options.names], indent=4))
     elif verb == "rm":
-        failed = 0
-        for name in options.names:
-            try:
-                engine.request("DELETE", f"/v1/networks/{name}")
-                app.print(name)
-            except ComposerError as exc:
-                if options.force and "not found" in str(exc):
-                    continue
-                app.error(str(exc))
-                failed = 1
-        return failed
+        return remove_each(app, options.names,
+                           lambda name: engine.request("DELETE", f"/v1/networks/{name}"),
+                           ignore=lambda exc: options.force and "not found" in str(exc))
     elif verb in ("connect", "disconnect"):
         body: dict[str, Any] = {"container": options.container}
         if verb == "connect":
             body.update(aliases=options.alias, ipv4_address=options.ip)
         engine.request("POST", f"/v1/networks/{options.network}/{verb}", body)
     else:
-        removed = engine.request("POST", "/v1/networks/prune")["NetworksDeleted"]
-        if removed:
-            app.print("Deleted Networks:")
-            for name in removed:
-                app.print(name)
+        print_pruned(app, "Networks",
+                     engine.request("POST", "/v1/networks/prune")["NetworksDeleted"])
     return 0

@@ -7,7 +7,6 @@ import json
 from typing import Any
 
 from composer.cli.app import App
-from composer.errors import ComposerError
 
 
 def register(commands: Any) -> None:
@@ -34,6 +33,7 @@ def register(commands: Any) -> None:
 def run(app: App, options: argparse.Namespace) -> int:
     from composer.cli.commands.container_flags import pairs
     from composer.cli.commands.engine import engine_client
+    from composer.cli.commands.removal import print_pruned, remove_each
 
     engine = engine_client(options)
     verb = {"list": "ls", "remove": "rm"}.get(options.verb, options.verb)
@@ -57,20 +57,9 @@ def run(app: App, options: argparse.Namespace) -> int:
         app.print(json.dumps([engine.request("GET", f"/v1/volumes/{n}") for n in options.names],
                              indent=4))
     elif verb == "rm":
-        failed = 0
-        for name in options.names:
-            try:
-                engine.request("DELETE", f"/v1/volumes/{name}",
-                               params={"force": int(options.force)})
-                app.print(name)
-            except ComposerError as exc:
-                app.error(str(exc))
-                failed = 1
-        return failed
+        return remove_each(app, options.names, lambda name: engine.request(
+            "DELETE", f"/v1/volumes/{name}", params={"force": int(options.force)}))
     else:
-        removed = engine.request("POST", "/v1/volumes/prune")["VolumesDeleted"]
-        if removed:
-            app.print("Deleted Volumes:")
-            for name in removed:
-                app.print(name)
+        print_pruned(app, "Volumes",
+                     engine.request("POST", "/v1/volumes/prune")["VolumesDeleted"])
     return 0

@@ -164,7 +164,7 @@ def throughput(root: Path, mib: int) -> tuple[list[list[str]], list[tuple[str, b
                         published[port])]
             if host is not None:
                 targets.append((f"{host}:{published[port]} (published)", host, published[port]))
-            from composer.engine.networks import host_has_ipv6
+            from composer.engine.publishing import host_has_ipv6
 
             # Through the port proxy process, not kernel NAT: shown, not held to the budget
             # (the budget is the kernel path's; docker-proxy is the comparable path). Only

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
-import functools
 import hashlib
 import ipaddress
 import logging
@@ -26,13 +25,14 @@ import os
 import secrets
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from composer import faults
 from composer.engine import subnet_claims
+from composer.engine.publishing import host_has_ipv6, publish
 from composer.errors import ComposerError
 from composer.runtime import ipam
 from composer.runtime.spec import NAME_RULE, Attachment, ContainerSpec
@@ -327,7 +327,8 @@ class NetworkManager:
                     endpoints[index] = Endpoint(endpoint.network, endpoint.address,
                                                 interface, endpoint.aliases)
                 faults.point("network-after-veth")
-                published = self._publish(row, spec, endpoints)
+                published = publish(self.db, row, spec,
+                                    any(not e.network.internal for e in endpoints))
                 rows.update(self.db, row.id, ports=published)
                 self._sync()
                 faults.point("network-after-nat")
@@ -336,57 +337,6 @@ class NetworkManager:
                     self.detach(row.id)
                 raise
             return Joined(netns, tuple(endpoints))
-
-    def _publish(self, row: ContainerRow, spec: ContainerSpec,
-                 endpoints: Sequence[Endpoint]) -> list[dict[str, Any]]:
-        """The host ports of a starting container: given ones checked free (by us and by the
-        host), random ones chosen."""
-        from composer.runtime import ports
-
-        if not spec.ports:
-            return []
-        if not any(not e.network.internal for e in endpoints):
-            raise NetworkError(f"container {row.name}: ports cannot be published from "
-                               "internal networks only (they have no way in)")
-        ours = {(p["protocol"], p["host_ip"], p["host_port"]): other.name
-                for other in rows.all_rows(self.db) if other.id != row.id
-                for p in other.ports or ()}
-        published: list[dict[str, Any]] = []
-
-        def clash(proto: str, host_ip: str, port: int) -> str | None:
-            """The container of ours that has the port (on that address, or on all)."""
-            return next((owner for (p, ip, n), owner in ours.items()
-                         if (p, n) == (proto, port) and (ip == host_ip or "" in (ip, host_ip))),
-                        None)
-
-        dual = host_has_ipv6()
-        for binding in spec.ports:
-            host_ip = "" if binding.host_ip in ("", "0.0.0.0") else binding.host_ip
-            if ":" in host_ip and not dual:
-                raise NetworkError(f"container {row.name}: cannot publish on [{host_ip}]: "
-                                   "this host has no IPv6")
-            # "" on a host with IPv6 is both families: probing "::" (a dual-stack socket)
-            # checks both at once.
-            probe = "::" if dual and not host_ip else host_ip
-            proto = binding.protocol
-            if binding.host_port is not None and binding.host_port_end is None:
-                port = binding.host_port
-                holder = clash(proto, host_ip, port)
-                if holder is not None:
-                    raise ports.PortInUse(
-                        f"Bind for {host_ip or '0.0.0.0'}:{port}/{proto} failed: port is "
-                        f"already allocated to container {holder}: stop it or publish "
-                        "another port")
-                ports.check_free(probe, port, proto)
-            else:
-                def unused(n: int, p: str = proto, ip: str = host_ip) -> bool:
-                    return clash(p, ip, n) is None
-
-                port = _pick(probe, proto, binding.host_port, binding.host_port_end, unused)
-            ours[(proto, host_ip, port)] = row.name
-            published.append({"protocol": proto, "host_ip": host_ip, "host_port": port,
-                              "container_port": binding.container_port})
-        return published
 
     def detach(self, container_id: str) -> None:
         """Undo :meth:`attach` for a container whose run ended: its veths (found by their
@@ -628,25 +578,6 @@ def attachments(spec: ContainerSpec) -> tuple[Attachment, ...]:
     return spec.networks or (Attachment(DEFAULT_NETWORK),)
 
 
-def _pick(host_ip: str, proto: str, low: int | None, high: int | None,
-          unused: Callable[[int], bool]) -> int:
-    """A free host port (in low..high when given) that none of our containers has."""
-    from composer.runtime import ports
-
-    start = low
-    for _ in range(64):
-        port = ports.pick_free(host_ip, proto, start, high)
-        if unused(port):
-            return port
-        if start is not None and high is not None:
-            start = port + 1  # the host has it free, but one of ours publishes it
-            if start > high:
-                break
-    raise NetworkError(f"no free host port for {proto} on {host_ip or '0.0.0.0'}"
-                       + (f" in {low}-{high}" if high is not None else "")
-                       + ": free one, or publish a fixed port")
-
-
 def _plan(network: NetworkRow) -> ipam.Plan:
     return ipam.Plan(subnet=ipaddress.IPv4Network(network.subnet),
                      gateway=ipaddress.IPv4Address(network.gateway),
@@ -666,17 +597,6 @@ def _mtu(name: str, options: Mapping[str, str]) -> int | None:
         raise NetworkError(f"network {name}: {MTU_OPTION}={value!r} is not an MTU "
                            "(68..65535)")
     return mtu
-
-
-@functools.cache
-def host_has_ipv6() -> bool:
-    """Whether the host has IPv6 (an address, and not disabled): then ports published on
-    every address are published on its IPv6 addresses too, as Docker does."""
-    try:
-        disabled = Path("/proc/sys/net/ipv6/conf/all/disable_ipv6").read_text().strip()
-        return disabled == "0" and bool(Path("/proc/net/if_inet6").read_text().strip())
-    except OSError:
-        return False
 
 
 #: Docker's ``default-address-pools``, as ``base=10.10.0.0/16,size=24;base=...``.

@@ -112,7 +112,7 @@ def ports(row: ContainerRow, spec: Any) -> dict[str, list[dict[str, str]] | None
     a port asked for but not published now)."""
     found: dict[str, list[dict[str, str]] | None] = {
         f"{b.container_port}/{b.protocol}": None for b in spec.ports}
-    from composer.engine.networks import host_has_ipv6
+    from composer.engine.publishing import host_has_ipv6
 
     for p in row.ports or ():
         key = f"{p['container_port']}/{p['protocol']}"

@@ -559,7 +559,7 @@ def _host_ipv6_global() -> str | None:
 
 
 def test_published_ports_on_the_hosts_ipv6_addresses(engine: Engine) -> None:
-    from composer.engine.networks import host_has_ipv6
+    from composer.engine.publishing import host_has_ipv6
 
     if not host_has_ipv6():
         pytest.skip("this host has no IPv6")

@@ -276,3 +276,21 @@ def test_commit_on_a_docker_manifest_and_from_scratch(tmp_path: Path) -> None:
         scratch = commit_layer(store, tmp_path / "upper", base=None, ref="scratch:1")
         assert len(scratch.layers) == 1 and scratch.config["os"] == "linux"
         assert (store.lower_dirs(scratch)[0] / "etc/app.conf").read_bytes() == b"conf"
+
+
+def test_a_config_step_keeps_the_layers_and_records_an_empty_layer(tmp_path: Path) -> None:
+    from composer.runtime.images.diff import commit_config
+
+    with ImageStore(tmp_path / "images") as store:
+        base = import_layers(store, [io.BytesIO(BASE)], ref="base:1", config={"Env": ["A=1"]})
+        env = commit_config(store, base=base, config_changes={"Env": ["A=1", "B=2"]},
+                            created_by="ENV B=2")
+        assert env.layers == base.layers and env.id != base.id and env.refs == ()
+        assert env.config["rootfs"] == base.config["rootfs"]
+        assert env.config["config"]["Env"] == ["A=1", "B=2"]
+        assert env.config["history"][-1] == {"created": env.config["created"],
+                                             "created_by": "ENV B=2", "empty_layer": True}
+        scratch = commit_config(store, base=None, ref="empty:1",
+                                config_changes={"Cmd": ["/app"]})
+        assert scratch.layers == () and store.get("empty:1") == scratch
+        assert scratch.config["rootfs"] == {"type": "layers", "diff_ids": []}

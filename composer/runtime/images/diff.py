@@ -39,7 +39,7 @@ from composer.runtime.images.layers import OPAQUE_MARKER, OPAQUE_XATTR, WHITEOUT
 from composer.runtime.images.platform import Platform
 from composer.runtime.images.store import OCI_CONFIG, OCI_MANIFEST, Image, ImageStore
 
-__all__ = ["DiffError", "LayerDiff", "commit_layer", "write_layer"]
+__all__ = ["DiffError", "LayerDiff", "commit_config", "commit_layer", "write_layer"]
 
 LAYER_MEDIA = "application/vnd.oci.image.layer.v1.tar"
 _SUFFIX = {"gzip": "+gzip", "zstd": "+zstd", "none": ""}
@@ -331,45 +331,67 @@ def commit_layer(store: ImageStore, upper: Path, *, base: Image | None, ref: str
                                   expected=layer.digest, size=layer.size)
         except (OSError, BlobError) as e:
             raise DiffError(f"cannot store the layer of {upper}: {e}") from e
-        now = datetime.now(UTC).isoformat().replace("+00:00", "Z")
-        if base is not None:
-            config = {k: v for k, v in base.config.items() if k not in _NOT_INHERITED}
-            rootfs = base.config.get("rootfs")
-            diff_ids = list(rootfs.get("diff_ids") or []) if isinstance(rootfs, dict) else []
-            layers = _base_layers(store, base)
+        return _derived(store, base, layer, ref=ref, config_changes=config_changes,
+                        history={"comment": comment, "author": author,
+                                 "created_by": created_by})
+
+
+def commit_config(store: ImageStore, *, base: Image | None, ref: str | None = None,
+                  config_changes: Mapping[str, Any] | None = None, created_by: str = "",
+                  comment: str = "") -> Image:
+    """A new image with ``base``'s layers and its config changed, and a history entry marked
+    ``empty_layer`` (what a Dockerfile's ENV, LABEL, CMD, ... add, as Docker records them)."""
+    with store.hold():
+        return _derived(store, base, None, ref=ref, config_changes=config_changes,
+                        history={"created_by": created_by, "comment": comment})
+
+
+def _derived(store: ImageStore, base: Image | None, layer: LayerDiff | None, *,
+             ref: str | None, config_changes: Mapping[str, Any] | None,
+             history: Mapping[str, str]) -> Image:
+    """Register the image ``base`` + ``layer`` (None: no new layer) with its config."""
+    now = datetime.now(UTC).isoformat().replace("+00:00", "Z")
+    if base is not None:
+        config = {k: v for k, v in base.config.items() if k not in _NOT_INHERITED}
+        rootfs = base.config.get("rootfs")
+        diff_ids = list(rootfs.get("diff_ids") or []) if isinstance(rootfs, dict) else []
+        layers = _base_layers(store, base)
+    else:
+        host = Platform.host()
+        config = {"architecture": host.architecture, "os": host.os}
+        diff_ids, layers = [], []
+    container = dict(config.get("config") or {})
+    for key, value in (config_changes or {}).items():
+        if value is None:
+            container.pop(key, None)
         else:
-            host = Platform.host()
-            config = {"architecture": host.architecture, "os": host.os}
-            diff_ids, layers = [], []
-        container = dict(config.get("config") or {})
-        for key, value in (config_changes or {}).items():
-            if value is None:
-                container.pop(key, None)
-            else:
-                container[key] = value
-        entry = {"created": now, "author": author, "created_by": created_by,
-                 "comment": comment}
-        history = config.get("history")
-        config.update({
-            "created": now,
-            "config": container,
-            "rootfs": {"type": "layers", "diff_ids": [*diff_ids, layer.diff_id]},
-            # Docker's omitempty: an empty field is left out.
-            "history": [*(history if isinstance(history, list) else []),
-                        {k: v for k, v in entry.items() if v}],
-        })
-        if author:
-            config["author"] = author
-        config_bytes = canonical_json(config)
-        try:
-            config_digest = store.blobs.write_bytes(config_bytes)
-        except BlobError as e:
-            raise DiffError(f"cannot store the image config: {e}") from e
-        manifest = {
-            "schemaVersion": 2, "mediaType": OCI_MANIFEST,
-            "config": {"mediaType": OCI_CONFIG, "digest": config_digest,
-                       "size": len(config_bytes)},
-            "layers": [*layers, {"mediaType": layer.media_type, "digest": layer.digest,
-                                 "size": layer.size}],
-        }
-        return store.register(canonical_json(manifest), refs=[ref] if ref else [])
+            container[key] = value
+    # Docker's omitempty: an empty field is left out.
+    entry: dict[str, Any] = {"created": now, **{k: v for k, v in history.items() if v}}
+    if layer is None:
+        entry["empty_layer"] = True
+    else:
+        diff_ids.append(layer.diff_id)
+        layers.append({"mediaType": layer.media_type, "digest": layer.digest,
+                       "size": layer.size})
+    past = config.get("history")
+    config.update({
+        "created": now,
+        "config": container,
+        "rootfs": {"type": "layers", "diff_ids": diff_ids},
+        "history": [*(past if isinstance(past, list) else []), entry],
+    })
+    if history.get("author"):
+        config["author"] = history["author"]
+    config_bytes = canonical_json(config)
+    try:
+        config_digest = store.blobs.write_bytes(config_bytes)
+    except BlobError as e:
+        raise DiffError(f"cannot store the image config: {e}") from e
+    manifest = {
+        "schemaVersion": 2, "mediaType": OCI_MANIFEST,
+        "config": {"mediaType": OCI_CONFIG, "digest": config_digest,
+                   "size": len(config_bytes)},
+        "layers": layers,
+    }
+    return store.register(canonical_json(manifest), refs=[ref] if ref else [])

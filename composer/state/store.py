@@ -190,6 +190,20 @@ MIGRATIONS: list[tuple[int, str]] = [
         ALTER TABLE containers ADD COLUMN ports TEXT;
         """,
     ),
+    (
+        6,
+        """
+        -- The builder's cache: a step's key (its parent image, its instruction, its args and
+        -- env, the content of what it copies) -> the image that step made. It goes with the
+        -- image (an image removed or pruned is a cache miss, never a dangling hit).
+        CREATE TABLE build_cache (
+            key      TEXT PRIMARY KEY NOT NULL,
+            image_id TEXT NOT NULL REFERENCES images(id) ON DELETE CASCADE,
+            created  REAL NOT NULL
+        );
+        CREATE INDEX build_cache_image_id ON build_cache(image_id);
+        """,
+    ),
 ]
 
 

@@ -509,11 +509,17 @@ class ImageStore:
     def prune(self, *, all: bool = False,
               in_use: Callable[[str], bool] = lambda image_id: False) -> list[str]:
         """``docker image prune [-a]``: delete dangling images (every unused one with ``all``),
-        never one a container uses, then collect garbage. Returns what was untagged/deleted."""
+        never one a container uses, then collect garbage. Returns what was untagged/deleted.
+
+        The builder's cached steps are untagged images too: they are the build cache, which
+        Docker's ``image prune`` leaves alone, so only ``all`` takes them."""
+        from composer.state import build_cache
+
         records: list[str] = []
         with self._flock(fcntl.LOCK_EX):
+            cached = set() if all else build_cache.images(self.db)
             for image in self.list():
-                if (image.refs and not all) or in_use(image.id):
+                if (image.refs and not all) or in_use(image.id) or image.id in cached:
                     continue
                 self._delete(image.id, records)
             self._gc()

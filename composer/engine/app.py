@@ -47,6 +47,9 @@ def setup(ctx: EngineContext, router: Router) -> Callable[[], None]:
     from composer.engine.network_routes import NetworkRoutes
 
     NetworkRoutes(manager).add_to(router)
+    from composer.engine.build import BuildRoutes
+
+    BuildRoutes(manager).add_to(router)
 
     def cleanup() -> None:
         supervisor.stop()

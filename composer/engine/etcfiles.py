@@ -12,6 +12,7 @@ Each container gets its own copies in its directory, bind-mounted over the image
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shutil
@@ -72,6 +73,20 @@ def etc_files(container_dir: Path, container_id: str, spec: ContainerSpec,
     (container_dir / "resolv.conf").write_text(resolv_conf(
         _read_host("/etc/resolv.conf") or "", spec, addressing.resolver))
     return _mounts(container_dir, spec)
+
+
+def drop_mount_points(upper: Path) -> None:
+    """Take the placeholders of the /etc files out of a container's upper dir before it
+    becomes a layer (a build step's, a commit's): the runtime made them as mount points, what
+    the container wrote there went to the bound files, and Docker leaves them out too."""
+    etc = upper / "etc"
+    for name in FILES:
+        placeholder = etc / name
+        if placeholder.is_file() and not placeholder.is_symlink() and \
+                placeholder.stat().st_size == 0:
+            placeholder.unlink()
+    with contextlib.suppress(OSError):
+        etc.rmdir()  # only when nothing else changed under /etc
 
 
 def _mounts(container_dir: Path, spec: ContainerSpec) -> tuple[Mount, ...]:

@@ -24,6 +24,17 @@ DEFAULT_ROOT = "/var/lib/composer"
 def register(commands: Any) -> None:
     image = commands.add_parser("image", help="manage images (pull, push, ls, rm, ...)")
     verbs = image.add_subparsers(dest="verb", metavar="VERB", required=True)
+    p = verbs.add_parser("build", help="build an image from a Dockerfile")
+    p.add_argument("context", help="the build context, a directory")
+    p.add_argument("-t", "--tag", action="append", default=[], metavar="NAME[:TAG]")
+    p.add_argument("-f", "--file", metavar="DOCKERFILE",
+                   help="the Dockerfile, relative to the context (default: Dockerfile)")
+    p.add_argument("--build-arg", action="append", default=[], metavar="NAME=VALUE")
+    p.add_argument("--target", help="the stage to build (default: the last)")
+    p.add_argument("--no-cache", action="store_true", help="run every step again")
+    p.add_argument("--pull", action="store_true", help="pull every base image again")
+    p.add_argument("--network", default="bridge", help="RUN's network (default: bridge)")
+    p.add_argument("-q", "--quiet", action="store_true", help="print only the image id")
     p = verbs.add_parser("pull", help="pull an image from a registry")
     p.add_argument("name")
     p.add_argument("--platform", help="os/arch[/variant], default: this host's")
@@ -73,6 +84,8 @@ def run(app: App, options: argparse.Namespace) -> int:
 
     from composer.state.layout import open_images
 
+    if options.verb == "build":  # RUN steps are containers: the engine builds
+        return _build(app, options)
     with open_images(Path(state_root(options))) as store:
         handler = _VERBS[options.verb]
         return handler(app, store, options)
@@ -225,6 +238,43 @@ def _history(app: App, store: Any, options: argparse.Namespace) -> int:
             s.created_by[:42] + "...")
         size = human_size(s.size) if human else str(s.size if s.size is not None else "?")
         app.print(f"{shown:<14} {created:<20} {by:<46} {size:<10} {s.comment}".rstrip())
+    return 0
+
+
+def _build(app: App, options: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from composer.cli.commands.container_flags import pairs
+    from composer.cli.commands.engine import engine_client
+    from composer.errors import ComposerError
+
+    context = Path(options.context).resolve()
+    if options.file:
+        dockerfile = Path(options.file)
+        dockerfile = (dockerfile if dockerfile.is_absolute() else Path.cwd() / dockerfile)
+        try:
+            relative = str(dockerfile.resolve().relative_to(context))
+        except ValueError:
+            app.abort(f"-f {options.file}: the Dockerfile must be inside the context {context}")
+    else:
+        relative = None
+    body = {"context": str(context), "dockerfile": relative, "tags": options.tag,
+            "build_args": pairs(options.build_arg, "--build-arg"), "target": options.target,
+            "no_cache": options.no_cache, "pull": options.pull, "network": options.network}
+    try:
+        done = engine_client(options).request("POST", "/v1/build", body)
+    except ComposerError as exc:
+        app.abort(str(exc))
+    steps = done["Steps"]
+    if not options.quiet:
+        for number, step in enumerate(steps, start=1):
+            status = "CACHED" if step["cached"] else f"{step['seconds']:.1f}s"
+            app.print(f"#{number} [{step['stage']}] {step['instruction']}  {status}")
+            for line in step["output"]:
+                app.print(f"#{number} {line}")
+        for tag in options.tag:
+            app.print(f"naming to {tag} done")
+    app.print(done["Id"])
     return 0
 
 

@@ -1,0 +1,449 @@
+"""The Dockerfile builder's executor, in the engine: each instruction a step, each step an image.
+
+A step's result is looked up in the build cache first (:mod:`composer.state.build_cache`, keyed
+by its parent image, the instruction as expanded, the args and env it sees and, for COPY, the
+content of its sources); a miss runs it:
+
+- ENV, LABEL, WORKDIR, USER, CMD, ENTRYPOINT, EXPOSE, VOLUME, STOPSIGNAL, SHELL, HEALTHCHECK and
+  ONBUILD change the config only (an ``empty_layer`` history entry, as Docker records them);
+  ARG changes nothing in the image.
+- COPY places its sources in a fresh upper directory (``build/context.py``) and commits it as
+  a layer; ``--from`` reads an earlier stage's (or an image's) files through its layers.
+- RUN runs in a real container of the current image under the OCI runtime (the engine's own
+  containers, on the build's network), and its overlay upper dir becomes the layer, through
+  the same diff as ``container commit``.
+
+Not yet: ADD (archives and URLs), RUN ``--mount``, ONBUILD triggers of a base image, and
+``--platform`` other than the host's; each is refused with its line rather than half done.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import tempfile
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from composer.errors import ComposerError
+from composer.state import build_cache
+
+if TYPE_CHECKING:
+    # The builder's front-end (dockerfile-parse, pathspec) is imported at the first build,
+    # not at every engine start.
+    from composer.engine.containers import ContainerManager
+    from composer.runtime.images.build import ArgScope, Dockerfile, IgnoreRules, Instruction
+    from composer.runtime.images.store import Image
+
+CONFIG_ONLY = frozenset({"ENV", "LABEL", "WORKDIR", "USER", "CMD", "ENTRYPOINT", "EXPOSE",
+                         "VOLUME", "STOPSIGNAL", "SHELL", "HEALTHCHECK", "ONBUILD",
+                         "MAINTAINER"})
+DEFAULT_SHELL = ("/bin/sh", "-c")
+_LAST_LINES = 20
+
+
+class BuildError(ComposerError):
+    """A build failed: the message names the Dockerfile's line and what went wrong."""
+
+
+@dataclass(frozen=True)
+class BuildRequest:
+    context: Path
+    dockerfile: Path | None = None  # default: <context>/Dockerfile
+    tags: tuple[str, ...] = ()
+    build_args: Mapping[str, str] = field(default_factory=dict)
+    target: str | None = None
+    no_cache: bool = False
+    pull: bool = False
+    network: str = "bridge"
+
+
+@dataclass
+class Step:
+    """One step as the output shows it: ``[stage n/m] INSTRUCTION``, cached or not, its time."""
+
+    stage: str
+    instruction: str
+    cached: bool = False
+    seconds: float = 0.0
+    output: list[str] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"stage": self.stage, "instruction": self.instruction, "cached": self.cached,
+                "seconds": round(self.seconds, 3), "output": self.output}
+
+
+@dataclass
+class _State:
+    """A stage while it is built: its image so far (None: scratch with nothing yet), its
+    container config and its variables."""
+
+    image: Image | None
+    config: dict[str, Any]
+    scope: ArgScope
+    cmd_set: bool = False  # a CMD in this stage (then ENTRYPOINT keeps it)
+
+
+class Builder:
+    def __init__(self, manager: ContainerManager,
+                 emit: Callable[[Step], None] = lambda step: None) -> None:
+        self.m = manager
+        self.emit = emit
+        self.steps: list[Step] = []
+
+    def build(self, request: BuildRequest) -> Image:
+        from composer.runtime.images.build import ArgScope, IgnoreRules, parse, plan
+
+        dockerfile_path = request.dockerfile or request.context / "Dockerfile"
+        try:
+            text = dockerfile_path.read_text()
+        except OSError as e:
+            raise BuildError(f"cannot read {dockerfile_path}: {e.strerror}") from e
+        dockerfile = parse(text, path=dockerfile_path.name)
+        ignore = IgnoreRules.load(request.context, dockerfile_path)
+        planned = plan(dockerfile, target=request.target, build_args=request.build_args)
+        built: dict[int, _State] = {}
+        for stage_plan in planned.stages:
+            stage = stage_plan.stage
+            label = stage.name or str(stage.index)
+            if stage_plan.base_stage is not None:
+                parent = built[stage_plan.base_stage]
+                state = _State(parent.image, dict(parent.config), parent.scope.fork())
+            else:
+                image = self._base(stage_plan.base, request.pull, dockerfile, stage.line)
+                config = dict(image.config.get("config") or {}) if image else {}
+                env = dict(e.split("=", 1) for e in config.get("Env") or [] if "=" in e)
+                state = _State(image, config, ArgScope(dockerfile, planned.global_args,
+                                                       request.build_args, env))
+            for instruction in stage.instructions:
+                self._step(request, dockerfile, ignore, label, state, instruction, built)
+            built[stage.index] = state
+        final = built[planned.target]
+        image = final.image
+        if image is None:
+            from composer.runtime.images.diff import commit_config
+
+            image = commit_config(self.m.images, base=None, config_changes=final.config)
+        for tag in request.tags:
+            self.m.images.tag(image.id, tag)
+        return image
+
+    # -- bases -------------------------------------------------------------------------------
+
+    def _base(self, ref: str, pull: bool, dockerfile: Dockerfile, line: int) -> Image | None:
+        if ref == "scratch":
+            return None
+        image = None if pull else self.m.images.get(ref)
+        if image is None:
+            try:
+                image = self.m.pull_image(ref)
+            except ComposerError as e:
+                raise BuildError(f"{dockerfile.path}:{line}: FROM {ref}: {e}") from e
+        return image
+
+    # -- one step ----------------------------------------------------------------------------
+
+    def _step(self, request: BuildRequest, dockerfile: Dockerfile, ignore: IgnoreRules,
+              label: str, state: _State, instruction: Instruction,
+              built: Mapping[int, _State]) -> None:
+        from composer.runtime.images.build import expand
+
+        keyword = instruction.keyword
+        where = f"{dockerfile.path}:{instruction.line}"
+        if keyword == "ARG":
+            state.scope.declare(instruction)
+            return
+        if keyword not in CONFIG_ONLY | {"COPY", "RUN"}:
+            raise BuildError(f"{where}: {keyword} is not supported by composer's builder yet")
+        if keyword == "RUN" and instruction.mounts:
+            raise BuildError(f"{where}: RUN --mount is not supported by composer's builder yet")
+        env = dict(state.scope.env)
+        # What the output shows and the cache key holds: the instruction as it runs, its
+        # flags (--chmod, --from, ...) included.
+        flags = "".join(f"--{name}={value} " for name, values in
+                        sorted(instruction.flags.items()) for value in values)
+        shown = f"{keyword} {flags}{expand(instruction.value, env, escape=dockerfile.escape)}" \
+            if keyword in ("ENV", "LABEL", "WORKDIR", "USER", "EXPOSE", "VOLUME",
+                           "STOPSIGNAL", "COPY") else instruction.original.strip()
+        step = Step(label, shown)
+        began = time.monotonic()
+        content = ""
+        copy_sources: list[Any] = []
+        source_root = request.context
+        with contextlib.ExitStack() as held:
+            if keyword == "COPY":
+                source_root, copy_sources, content = self._copy_inputs(
+                    request, dockerfile, ignore, instruction, env, built, where, held)
+            self._finish(request, dockerfile, ignore, state, instruction, env, step, shown,
+                         where, content, source_root, copy_sources)
+        step.seconds = time.monotonic() - began
+        self.steps.append(step)
+        self.emit(step)
+
+    def _finish(self, request: BuildRequest, dockerfile: Dockerfile, ignore: IgnoreRules,
+                state: _State, instruction: Instruction, env: dict[str, str], step: Step,
+                shown: str, where: str, content: str, source_root: Path,
+                copy_sources: list[Any]) -> None:
+        """The step's cache lookup, and its work on a miss."""
+        keyword = instruction.keyword
+        # From scratch there is no parent image yet: the config so far stands for it.
+        parent = state.image.id if state.image else \
+            "scratch " + json.dumps(state.config, sort_keys=True)
+        key = build_cache.step_key(parent, shown, env=env if keyword == "RUN" else None,
+                                   args=dict(a.split("=", 1) for a in
+                                             state.scope.history_args()),
+                                   content=content)
+        cached = None if request.no_cache else build_cache.lookup(self.m.db, key)
+        hit = self.m.images.get(cached) if cached else None
+        if keyword in CONFIG_ONLY:
+            self._configure(state, instruction, env, dockerfile)
+        if hit is not None:
+            state.image = hit
+            state.config = dict(hit.config.get("config") or {})
+            step.cached = True
+        else:
+            if keyword == "RUN":
+                state.image = self._run(request, state, instruction, step, where)
+            elif keyword == "COPY":
+                state.image = self._copy(state, instruction, env, dockerfile, source_root,
+                                         copy_sources, ignore if source_root ==
+                                         request.context else None, shown)
+            else:
+                from composer.runtime.images.diff import commit_config
+
+                state.image = commit_config(self.m.images, base=state.image,
+                                            config_changes=state.config, created_by=shown)
+            build_cache.record(self.m.db, key, state.image.id)
+
+    def _configure(self, state: _State, instruction: Instruction, env: dict[str, str],
+                   dockerfile: Dockerfile) -> None:
+        """A config-only instruction applied to ``state.config`` (and the scope)."""
+        from composer.runtime.images.build import expand
+
+        keyword, config = instruction.keyword, state.config
+
+        def x(word: str) -> str:
+            return expand(word, env, escape=dockerfile.escape)
+
+        if keyword == "ENV":
+            pairs = [(x(k), x(v or "")) for k, v in instruction.pairs]
+            current = [e for e in config.get("Env") or []
+                       if e.split("=", 1)[0] not in {k for k, _ in pairs}]
+            for name, value in pairs:
+                state.scope.set_env(name, value)
+            config["Env"] = current + [f"{k}={v}" for k, v in pairs]
+        elif keyword == "LABEL":
+            config["Labels"] = {**(config.get("Labels") or {}),
+                                **{x(k): x(v or "") for k, v in instruction.pairs}}
+        elif keyword == "WORKDIR":
+            import posixpath
+
+            config["WorkingDir"] = posixpath.join(config.get("WorkingDir") or "/",
+                                                  x(instruction.value))
+        elif keyword == "USER":
+            config["User"] = x(instruction.value)
+        elif keyword in ("CMD", "ENTRYPOINT"):
+            argv = list(instruction.json_form) if instruction.json_form is not None else \
+                [*(config.get("Shell") or DEFAULT_SHELL), instruction.value]
+            config["Cmd" if keyword == "CMD" else "Entrypoint"] = argv
+            if keyword == "CMD":
+                state.cmd_set = True
+            elif not state.cmd_set:
+                config.pop("Cmd", None)  # Docker: a new ENTRYPOINT resets an inherited CMD
+        elif keyword == "EXPOSE":
+            ports = dict(config.get("ExposedPorts") or {})
+            for word in x(instruction.value).split():
+                ports[word if "/" in word else f"{word}/tcp"] = {}
+            config["ExposedPorts"] = ports
+        elif keyword == "VOLUME":
+            volumes = dict(config.get("Volumes") or {})
+            paths = instruction.json_form or tuple(x(instruction.value).split())
+            for path in paths:
+                volumes[path] = {}
+            config["Volumes"] = volumes
+        elif keyword == "STOPSIGNAL":
+            config["StopSignal"] = x(instruction.value)
+        elif keyword == "SHELL":
+            config["Shell"] = list(instruction.json_form or ())
+        elif keyword == "HEALTHCHECK":
+            check = instruction.healthcheck
+            if check is None:
+                raise BuildError(f"{dockerfile.path}:{instruction.line}: HEALTHCHECK without "
+                                 "a test")
+            health: dict[str, Any] = {"Test": list(check.test)}
+            for name, amount in (("Interval", check.interval), ("Timeout", check.timeout),
+                                 ("StartPeriod", check.start_period),
+                                 ("StartInterval", check.start_interval),
+                                 ("Retries", check.retries)):
+                if amount:
+                    health[name] = amount
+            config["Healthcheck"] = health
+        elif keyword == "ONBUILD":
+            config["OnBuild"] = [*(config.get("OnBuild") or []),
+                                 instruction.original.split(None, 1)[1]]
+
+    # -- COPY ----------------------------------------------------------------------------------
+
+    def _copy_inputs(self, request: BuildRequest, dockerfile: Dockerfile, ignore: IgnoreRules,
+                     instruction: Instruction, env: dict[str, str],
+                     built: Mapping[int, _State], where: str,
+                     held: contextlib.ExitStack) -> tuple[Path, list[Any], str]:
+        """Where COPY's sources are (the context, or a stage's or image's files, mounted
+        read-only for as long as ``held``), the sources and their content digest."""
+        from composer.runtime.images.build import expand
+        from composer.runtime.images.build.context import (
+            ContextError,
+            content_digest,
+            sources,
+        )
+
+        words = [expand(w, env, escape=dockerfile.escape) for w in instruction.words]
+        if instruction.heredocs:
+            raise BuildError(f"{where}: COPY of heredocs is not supported by composer's "
+                             "builder yet")
+        if len(words) < 2:
+            raise BuildError(f"{where}: COPY needs a source and a destination")
+        names = words[:-1]
+        origin = instruction.flag("from")
+        root = request.context
+        excluded: Callable[[str], bool] = ignore.matches
+        if origin:
+            stage = dockerfile.stage(origin) if not origin.isdigit() or \
+                int(origin) < len(dockerfile.stages) else None
+            image = built[stage.index].image if stage is not None and stage.index in built \
+                else self._base(origin, False, dockerfile, instruction.line)
+            if image is None:
+                raise BuildError(f"{where}: COPY --from={origin}: that stage has no files")
+            root = held.enter_context(self._files_of(image))
+            excluded = lambda _: False  # noqa: E731 (an image has no .dockerignore)
+        try:
+            chosen = sources(root, names, excluded=excluded)
+            return root, chosen, content_digest(root, chosen, excluded=excluded)
+        except ContextError as e:
+            raise BuildError(f"{where}: COPY {e}") from e
+
+    @contextlib.contextmanager
+    def _files_of(self, image: Image) -> Iterator[Path]:
+        """An image's files, as one read-only overlay of its layers."""
+        from composer.runtime import rootfs
+
+        layers = self.m.images.lower_dirs(image)
+        if len(layers) == 1:
+            yield layers[0]
+            return
+        with tempfile.TemporaryDirectory(dir=self.m.images.root / "tmp", prefix="from-") as d:
+            place = Path(d)
+            merged = rootfs.mount(place, layers, read_only=True)
+            try:
+                yield merged
+            finally:
+                rootfs.unmount(place, keep_upper=False)
+                rootfs.remove(place)
+
+    def _copy(self, state: _State, instruction: Instruction, env: dict[str, str],
+              dockerfile: Dockerfile, root: Path, chosen: Sequence[Any],
+              ignore: IgnoreRules | None, shown: str) -> Image:
+        from composer.runtime.images.build import expand
+        from composer.runtime.images.build.context import destination, stage_copy
+        from composer.runtime.images.diff import commit_layer
+
+        dest = destination(expand(instruction.words[-1], env, escape=dockerfile.escape),
+                           state.config.get("WorkingDir") or "/")
+        uid, gid = _owner(expand(instruction.flag("chown") or "0", env))
+        chmod = instruction.flag("chmod")
+        mode = int(chmod, 8) if chmod else None
+        tmp = self.m.images.root / "tmp"
+        with tempfile.TemporaryDirectory(dir=tmp, prefix="copy-") as work:
+            upper = Path(work) / "upper"
+            upper.mkdir()
+            stage_copy(root, chosen, dest, upper, uid=uid, gid=gid, mode=mode,
+                       excluded=ignore.matches if ignore is not None else (lambda _: False))
+            return commit_layer(self.m.images, upper, base=state.image, ref=None,
+                                config_changes=state.config, created_by=shown)
+
+    # -- RUN -----------------------------------------------------------------------------------
+
+    def _run(self, request: BuildRequest, state: _State, instruction: Instruction,
+             step: Step, where: str) -> Image:
+        from composer.engine.etcfiles import drop_mount_points
+        from composer.runtime.images.build import run_script
+        from composer.runtime.images.diff import commit_layer
+        from composer.runtime.spec import ContainerSpec
+
+        if state.image is None:
+            raise BuildError(f"{where}: RUN in a stage FROM scratch has nothing to run")
+        if instruction.json_form is not None:
+            command = list(instruction.json_form)
+        else:
+            script = run_script(instruction)
+            if script.executable:
+                raise BuildError(f"{where}: a RUN heredoc with #! is not supported yet")
+            command = [*(state.config.get("Shell") or DEFAULT_SHELL), script.text]
+        network = instruction.flag("network") or request.network
+        spec = ContainerSpec(
+            image=state.image.id, entrypoint=(), command=tuple(command),
+            env={**state.scope.run_env()}, user=state.config.get("User") or None,
+            working_dir=state.config.get("WorkingDir") or None,
+            network={"default": request.network}.get(network, network),
+            labels={"io.composer.build": "true"})
+        row = self.m.create(spec)
+        try:
+            self.m.start(row.id)
+            code = self.m.wait(row.id)
+            step.output = [line.data.decode(errors="replace")
+                           for line in self.m.log_lines(row.id)]
+            if code != 0:
+                last = "\n".join(step.output[-_LAST_LINES:])
+                raise BuildError(f"{where}: RUN {instruction.value!r} exited with code {code}"
+                                 + (f"; its last output:\n{last}" if last else ""))
+            upper = self.m.layout.container_dir(row.id) / "upper"
+            drop_mount_points(upper)
+            return commit_layer(self.m.images, upper, base=state.image, ref=None,
+                                config_changes=state.config,
+                                created_by=instruction.original.strip())
+        finally:
+            self.m.remove(row.id, force=True)
+
+
+def _owner(text: str) -> tuple[int, int]:
+    user, _, group = text.partition(":")
+    if not user.isdigit() or (group and not group.isdigit()):
+        raise BuildError(f"--chown={text}: only numeric owners are supported yet (uid:gid)")
+    return int(user), int(group or user)
+
+
+
+class BuildRoutes:
+    """``POST /v1/build``: a build of a context on this host (the engine reads it in place:
+    it runs on the same machine as root), answered once it is done with every step."""
+
+    def __init__(self, manager: ContainerManager) -> None:
+        self.m = manager
+
+    def add_to(self, router: Any) -> None:
+        router.add("POST", "/v1/build", self.build)
+
+    def build(self, request: Any) -> Any:
+        from composer.engine.server import ApiError
+
+        body = request.body or {}
+        try:
+            context = Path(str(body["context"]))
+        except KeyError:
+            raise ApiError(400, "a build needs its context directory") from None
+        if not context.is_dir():
+            raise ApiError(400, f"the build context {context} is not a directory")
+        dockerfile = body.get("dockerfile")
+        build_request = BuildRequest(
+            context=context,
+            dockerfile=(context / str(dockerfile)) if dockerfile else None,
+            tags=tuple(str(t) for t in body.get("tags") or ()),
+            build_args={str(k): str(v) for k, v in (body.get("build_args") or {}).items()},
+            target=body.get("target") or None, no_cache=bool(body.get("no_cache")),
+            pull=bool(body.get("pull")), network=str(body.get("network") or "bridge"))
+        builder = Builder(self.m)
+        image = builder.build(build_request)
+        return {"Id": image.id, "Steps": [step.to_json() for step in builder.steps]}

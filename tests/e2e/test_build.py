@@ -1,0 +1,158 @@
+"""``image build``: real builds through the engine, RUN steps in real containers, and the
+cache that rebuilds only what changed (asserted by layer digests)."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from tests.e2e.conftest import Engine
+
+MULTI_STAGE = """\
+# syntax=docker/dockerfile:1
+ARG BASE=local/busybox
+FROM ${BASE} AS builder
+ARG GREETING=hello
+ENV WHO=world
+WORKDIR /work
+RUN echo "$GREETING $WHO" > message
+RUN echo temporary > /work/gone
+RUN rm /work/gone && touch kept
+COPY app.txt ./
+FROM ${BASE}
+COPY --from=builder /work /out/
+COPY --chmod=755 run.sh /usr/local/bin/run
+COPY --chown=1000:1000 data/ /data/
+LABEL org.example.built="by composer"
+EXPOSE 8080
+HEALTHCHECK --interval=5s --retries=2 CMD ["true"]
+USER 1000
+WORKDIR /out
+CMD ["cat", "/out/message"]
+"""
+
+
+def _context(tmp_path: Path) -> Path:
+    context = tmp_path / "ctx"
+    (context / "data/sub").mkdir(parents=True)
+    (context / "Dockerfile").write_text(MULTI_STAGE)
+    (context / "app.txt").write_text("app 1\n")
+    (context / "run.sh").write_text("#!/bin/sh\necho run\n")
+    (context / "data/sub/file").write_text("data\n")
+    (context / "data/secret.key").write_text("never in the image\n")
+    (context / ".dockerignore").write_text("# keys stay out\ndata/*.key\n")
+    return context
+
+
+def _build(engine: Engine, context: Path, *args: str) -> list[str]:
+    done = engine.cli("image", "build", "-t", "local/built:1", *args, str(context),
+                      timeout=300)
+    assert done.returncode == 0, done.stderr
+    return done.stdout.splitlines()
+
+
+def _image(engine: Engine, ref: str = "local/built:1") -> dict[str, Any]:
+    found: dict[str, Any] = json.loads(engine.cli("image", "inspect", ref,
+                                                  check=True).stdout)[0]
+    return found
+
+
+def _run(engine: Engine, *command: str) -> str:
+    done = engine.cli("container", "run", "--rm", "--network", "none", "local/built:1",
+                      *command)
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
+def test_a_multi_stage_build_gives_what_the_dockerfile_says(engine: Engine,
+                                                            tmp_path: Path) -> None:
+    out = _build(engine, _context(tmp_path), "--build-arg", "GREETING=hi")
+    assert out[-1].startswith("sha256:") and "naming to local/built:1 done" in out
+    assert _run(engine) == "hi world\n"  # ARG and ENV substituted, CMD and WORKDIR kept
+    shown = _run(engine, "sh", "-c", "id -u; pwd; ls /out; test ! -e /out/gone && echo gone; "
+                 "stat -c '%a %u' /usr/local/bin/run; run; stat -c '%u:%g' /data/sub/file; "
+                 "ls /data")
+    assert shown.split("\n") == ["1000", "/out", "app.txt", "kept", "message", "gone",
+                                 "755 0", "run", "1000:1000", "sub", ""], shown
+    config = _image(engine)["Config"]["config"]
+    assert config["User"] == "1000" and config["WorkingDir"] == "/out"
+    assert config["Labels"] == {"org.example.built": "by composer"}
+    assert config["ExposedPorts"] == {"8080/tcp": {}}
+    assert config["Healthcheck"] == {"Test": ["CMD", "true"], "Interval": 5_000_000_000,
+                                     "Retries": 2}
+    assert "WHO=world" not in config.get("Env", [])  # the builder stage's ENV stays there
+    history = _image(engine)["Config"]["history"]
+    assert [h.get("created_by", "").split()[0] for h in history[-9:]] == [
+        "COPY", "COPY", "COPY", "LABEL", "EXPOSE", "HEALTHCHECK", "USER", "WORKDIR", "CMD"]
+    assert all(h.get("empty_layer") for h in history[-6:])
+
+
+def test_a_deleted_file_is_a_whiteout_in_its_layer(engine: Engine, tmp_path: Path) -> None:
+    import gzip
+    import tarfile
+
+    context = tmp_path / "ctx"
+    context.mkdir()
+    (context / "Dockerfile").write_text("FROM local/busybox\nRUN rm /bin/true\n")
+    _build(engine, context)
+    assert engine.cli("container", "run", "--rm", "--network", "none", "local/built:1",
+                      "test", "-e", "/bin/true").returncode == 1
+    from composer.state.layout import open_images
+
+    with open_images(engine.root) as store:
+        image = store.get("local/built:1")
+        assert image is not None and image.manifest_digest is not None
+        with store.blobs.open(image.manifest_digest) as f:
+            top = json.loads(f.read())["layers"][-1]["digest"]
+        with store.blobs.open(top) as blob, gzip.open(blob) as raw, \
+                tarfile.open(fileobj=raw) as tar:
+            names = tar.getnames()
+    assert "bin/.wh.true" in names, names
+    # The runtime's mount points for the /etc files are not part of the step's layer.
+    assert not {"etc/hosts", "etc/hostname", "etc/resolv.conf"} & set(names), names
+
+
+def test_a_rebuild_reuses_every_step_and_a_change_rebuilds_from_there(
+        engine: Engine, tmp_path: Path) -> None:
+    context = _context(tmp_path)
+    _build(engine, context)
+    first = _image(engine)["Layers"]
+    again = _build(engine, context)
+    steps = [line for line in again if line.startswith("#") and "] " in line]
+    assert steps and all(line.endswith("CACHED") for line in steps), again
+    assert _image(engine)["Layers"] == first
+    (context / "run.sh").write_text("#!/bin/sh\necho changed\n")
+    changed = _build(engine, context)
+    status = {line.split("] ", 1)[1].rsplit("  ", 1)[0]: line.rsplit("  ", 1)[1]
+              for line in changed if line.startswith("#") and "] " in line}
+    assert status["COPY --from=builder /work /out/"] == "CACHED"
+    assert status["RUN rm /work/gone && touch kept"] == "CACHED"
+    assert status["COPY --chmod=755 run.sh /usr/local/bin/run"] != "CACHED"
+    assert status["USER 1000"] != "CACHED"  # after a changed step, nothing is reused
+    now = _image(engine)["Layers"]
+    assert now[:-2] == first[:-2] and now[-2] != first[-2], (first, now)
+    assert _run(engine, "run") == "changed\n"
+    rebuilt = _build(engine, context, "--no-cache")
+    assert not any(line.endswith("CACHED") for line in rebuilt), rebuilt
+
+
+def test_a_failing_run_names_its_line_exit_code_and_output(engine: Engine,
+                                                           tmp_path: Path) -> None:
+    context = tmp_path / "ctx"
+    context.mkdir()
+    (context / "Dockerfile").write_text(
+        "FROM local/busybox\nRUN echo before\nRUN echo about to fail; exit 3\n")
+    done = engine.cli("image", "build", str(context))
+    assert done.returncode != 0
+    assert "Dockerfile:3" in done.stderr and "code 3" in done.stderr, done.stderr
+    assert "about to fail" in done.stderr, done.stderr
+    assert engine.cli("container", "ls", "-aq").stdout == ""  # its container is gone
+    refused = context / "Dockerfile"
+    refused.write_text("FROM local/busybox\nCOPY --parents a b\n")
+    done = engine.cli("image", "build", str(context))
+    assert done.returncode != 0 and "Dockerfile:2" in done.stderr, done.stderr
+    os.remove(refused)
+    done = engine.cli("image", "build", str(context))
+    assert done.returncode != 0 and "Dockerfile" in done.stderr, done.stderr

@@ -41,3 +41,8 @@ if [ "$(id -u)" -eq 0 ]; then
   echo "== networks"
   "$here/.venv/bin/python" bench/networks_bench.py
 fi
+
+if [ "$(id -u)" -eq 0 ]; then
+  echo "== builder"
+  "$here/.venv/bin/python" bench/build_bench.py
+fi

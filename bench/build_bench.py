@@ -10,19 +10,16 @@ Run as root after ``scripts/setup.sh``: ``.venv/bin/python bench/build_bench.py 
 
 from __future__ import annotations
 
-import contextlib
 import os
-import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-IMAGE = "local/busybox:latest"
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from bench.harness import IMAGE, composer, tear_down
+
 BUDGET_S = 0.5
 DOCKERFILE = """\
 FROM local/busybox
@@ -39,12 +36,6 @@ CMD ["./main.sh"]
 """
 
 
-def composer(root: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "composer", "--root", str(root), *args],
-                          capture_output=True, text=True, check=True, timeout=300,
-                          env={**os.environ, "PYTHONPATH": str(ROOT)})
-
-
 def timed(action: object) -> float:
     start = time.perf_counter()
     action()  # type: ignore[operator]
@@ -52,7 +43,6 @@ def timed(action: object) -> float:
 
 
 def main() -> None:
-    from composer.runtime import rootfs
     from composer.state.layout import open_images
     from tests.images import busybox_image
 
@@ -92,17 +82,7 @@ def main() -> None:
         print(f"- {verdict}: no-change rebuild < {BUDGET_S * 1000:.0f} ms "
               f"({nothing * 1000:.0f} ms)")
     finally:
-        subprocess.run([sys.executable, "-m", "composer", "--root", str(root), "engine",
-                        "stop"], capture_output=True, env={**os.environ, "PYTHONPATH": str(ROOT)})
-        for leftover in rootfs.mounts_under(work):
-            subprocess.run(["umount", "-l", str(leftover)], check=False)
-        shutil.rmtree(work, ignore_errors=True)
-        for top in Path("/sys/fs/cgroup").glob(f"*/{cgroup_root}"):
-            for group in [p for p in top.iterdir() if p.is_dir()]:
-                with contextlib.suppress(OSError):
-                    group.rmdir()
-            with contextlib.suppress(OSError):
-                top.rmdir()
+        tear_down(root, work, [cgroup_root])
 
 
 if __name__ == "__main__":

@@ -19,10 +19,8 @@ Budget: composer's run within 1.5x bare runc plus the CLI's own start-up; superv
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
-import shutil
 import statistics
 import subprocess
 import sys
@@ -30,15 +28,8 @@ import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-IMAGE = "local/busybox:latest"
-
-
-def composer(root: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "composer", "--root", str(root), *args],
-                          capture_output=True, text=True, check=True, timeout=300,
-                          env={**os.environ, "PYTHONPATH": str(ROOT)})
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from bench.harness import IMAGE, composer, tear_down
 
 
 def timed_together(runs: int, commands: list[tuple[str, object]]) -> list[float]:
@@ -138,25 +129,7 @@ def main() -> None:
               f"({engine_before} -> {engine_after} kB)")
         print(f"  total per container: {statistics.median(pss) + max(per_engine, 0):.0f} kB")
     finally:
-        listed = subprocess.run([sys.executable, "-m", "composer", "--root", str(root),
-                                 "container", "ls", "-aq"], capture_output=True, text=True,
-                                env={**os.environ, "PYTHONPATH": str(ROOT)})
-        for container_id in listed.stdout.split():
-            subprocess.run([sys.executable, "-m", "composer", "--root", str(root), "container",
-                            "rm", "-f", container_id], capture_output=True,
-                           env={**os.environ, "PYTHONPATH": str(ROOT)})
-        subprocess.run([sys.executable, "-m", "composer", "--root", str(root), "engine",
-                        "stop"], capture_output=True, env={**os.environ, "PYTHONPATH": str(ROOT)})
-        for leftover in rootfs.mounts_under(work):
-            subprocess.run(["umount", "-l", str(leftover)], check=False)
-        shutil.rmtree(work, ignore_errors=True)
-        for top in [*Path("/sys/fs/cgroup").glob("*/composer-bench"),
-                    *Path("/sys/fs/cgroup").glob(f"*/{cgroup_root}")]:
-            for group in [p for p in top.iterdir() if p.is_dir()]:
-                with contextlib.suppress(OSError):
-                    group.rmdir()
-            with contextlib.suppress(OSError):
-                top.rmdir()
+        tear_down(root, work, ["composer-bench", cgroup_root])
 
 
 if __name__ == "__main__":

@@ -506,16 +506,8 @@ def import_layers(store: ImageStore, tarballs: Sequence[str | os.PathLike[str] |
         history = [{"created": now, "created_by": "composer import",
                     **({"comment": comments[i]} if i < len(comments) else {})}
                    for i in range(len(tarballs))]
-        config_bytes = canonical_json({
+        return store.register_config({
             "architecture": host.architecture, "os": host.os, "created": now,
             "config": container, "rootfs": {"type": "layers", "diff_ids": diff_ids},
             "history": history,
-        })
-        config_digest = store.blobs.write_bytes(config_bytes)
-        manifest = {
-            "schemaVersion": 2, "mediaType": OCI_MANIFEST,
-            "config": {"mediaType": OCI_CONFIG, "digest": config_digest,
-                       "size": len(config_bytes)},
-            "layers": descriptors,
-        }
-        return store.register(canonical_json(manifest), refs=[ref] if ref else [])
+        }, descriptors, ref=ref)

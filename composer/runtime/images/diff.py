@@ -34,10 +34,10 @@ from typing import IO, Any, BinaryIO, Literal, Protocol, cast
 from composer.errors import ComposerError
 from composer.runtime.images.archives import layer_media_type
 from composer.runtime.images.blobs import BlobError
-from composer.runtime.images.documents import canonical_json, json_object
+from composer.runtime.images.documents import json_object
 from composer.runtime.images.layers import OPAQUE_MARKER, OPAQUE_XATTR, WHITEOUT_PREFIX
 from composer.runtime.images.platform import Platform
-from composer.runtime.images.store import OCI_CONFIG, OCI_MANIFEST, Image, ImageStore
+from composer.runtime.images.store import Image, ImageStore
 
 __all__ = ["DiffError", "LayerDiff", "commit_config", "commit_layer", "write_layer"]
 
@@ -383,15 +383,7 @@ def _derived(store: ImageStore, base: Image | None, layer: LayerDiff | None, *,
     })
     if history.get("author"):
         config["author"] = history["author"]
-    config_bytes = canonical_json(config)
     try:
-        config_digest = store.blobs.write_bytes(config_bytes)
+        return store.register_config(config, layers, ref=ref)
     except BlobError as e:
         raise DiffError(f"cannot store the image config: {e}") from e
-    manifest = {
-        "schemaVersion": 2, "mediaType": OCI_MANIFEST,
-        "config": {"mediaType": OCI_CONFIG, "digest": config_digest,
-                   "size": len(config_bytes)},
-        "layers": layers,
-    }
-    return store.register(canonical_json(manifest), refs=[ref] if ref else [])

@@ -234,6 +234,22 @@ class ImageStore:
         """Register the image of ``manifest`` (OCI or Docker schema 2) whose blobs are stored."""
         return self.register_many([(manifest, refs)])[0]
 
+    def register_config(self, config: Mapping[str, Any], layers: Sequence[Mapping[str, Any]],
+                        *, ref: str | None = None) -> Image:
+        """Store ``config`` and register the OCI image of it and ``layers`` (descriptors of
+        stored blobs), tagged ``ref`` when given: what commit, build and import end with."""
+        from composer.runtime.images.documents import canonical_json
+
+        config_bytes = canonical_json(dict(config))
+        config_digest = self.blobs.write_bytes(config_bytes)
+        manifest = {
+            "schemaVersion": 2, "mediaType": OCI_MANIFEST,
+            "config": {"mediaType": OCI_CONFIG, "digest": config_digest,
+                       "size": len(config_bytes)},
+            "layers": [dict(layer) for layer in layers],
+        }
+        return self.register(canonical_json(manifest), refs=[ref] if ref else [])
+
     def register_many(self, items: Iterable[tuple[bytes, Sequence[str]]]) -> list[Image]:
         """Register several images all-or-nothing: every layer is unpacked and checked before
         one transaction records them all (an archive with one bad image registers none)."""

@@ -1,0 +1,1 @@
+"""Benchmarks, run on purpose (bench/run.sh), never as timed tests."""

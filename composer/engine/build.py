@@ -8,12 +8,13 @@ content of its sources); a miss runs it:
   ONBUILD change the config only (an ``empty_layer`` history entry, as Docker records them);
   ARG changes nothing in the image.
 - COPY places its sources in a fresh upper directory (``build/context.py``) and commits it as
-  a layer; ``--from`` reads an earlier stage's (or an image's) files through its layers.
+  a layer; ``--from`` reads an earlier stage's (or an image's) files through its layers. ADD
+  is COPY that unpacks local tar archives (compressed or not) into the destination.
 - RUN runs in a real container of the current image under the OCI runtime (the engine's own
   containers, on the build's network), and its overlay upper dir becomes the layer, through
   the same diff as ``container commit``.
 
-Not yet: ADD (archives and URLs), RUN ``--mount``, ONBUILD triggers of a base image, and
+Not yet: ADD of URLs and git sources, RUN ``--mount``, ONBUILD triggers of a base image, and
 ``--platform`` other than the host's; each is refused with its line rather than half done.
 """
 
@@ -156,7 +157,7 @@ class Builder:
         if keyword == "ARG":
             state.scope.declare(instruction)
             return
-        if keyword not in CONFIG_ONLY | {"COPY", "RUN"}:
+        if keyword not in CONFIG_ONLY | {"COPY", "ADD", "RUN"}:
             raise BuildError(f"{where}: {keyword} is not supported by composer's builder yet")
         if keyword == "RUN" and instruction.mounts:
             raise BuildError(f"{where}: RUN --mount is not supported by composer's builder yet")
@@ -167,14 +168,14 @@ class Builder:
                         sorted(instruction.flags.items()) for value in values)
         shown = f"{keyword} {flags}{expand(instruction.value, env, escape=dockerfile.escape)}" \
             if keyword in ("ENV", "LABEL", "WORKDIR", "USER", "EXPOSE", "VOLUME",
-                           "STOPSIGNAL", "COPY") else instruction.original.strip()
+                           "STOPSIGNAL", "COPY", "ADD") else instruction.original.strip()
         step = Step(label, shown)
         began = time.monotonic()
         content = ""
         copy_sources: list[Any] = []
         source_root = request.context
         with contextlib.ExitStack() as held:
-            if keyword == "COPY":
+            if keyword in ("COPY", "ADD"):
                 source_root, copy_sources, content = self._copy_inputs(
                     request, dockerfile, ignore, instruction, env, built, where, held)
             self._finish(request, dockerfile, ignore, state, instruction, env, step, shown,
@@ -207,7 +208,7 @@ class Builder:
         else:
             if keyword == "RUN":
                 state.image = self._run(request, state, instruction, step, where)
-            elif keyword == "COPY":
+            elif keyword in ("COPY", "ADD"):
                 state.image = self._copy(state, instruction, env, dockerfile, source_root,
                                          copy_sources, ignore if source_root ==
                                          request.context else None, shown)
@@ -307,6 +308,11 @@ class Builder:
         if len(words) < 2:
             raise BuildError(f"{where}: COPY needs a source and a destination")
         names = words[:-1]
+        remote = [n for n in names if "://" in n or n.startswith("git@")]
+        if remote:
+            raise BuildError(f"{where}: ADD {remote[0]}: remote sources (URLs, git) are not "
+                             "supported by composer's builder yet; fetch it beforehand and "
+                             "ADD the file")
         origin = instruction.flag("from")
         root = request.context
         excluded: Callable[[str], bool] = ignore.matches
@@ -359,8 +365,18 @@ class Builder:
         with tempfile.TemporaryDirectory(dir=tmp, prefix="copy-") as work:
             upper = Path(work) / "upper"
             upper.mkdir()
-            stage_copy(root, chosen, dest, upper, uid=uid, gid=gid, mode=mode,
-                       excluded=ignore.matches if ignore is not None else (lambda _: False))
+            # ADD unpacks the local tar archives it is given (compressed or not) into the
+            # destination, their owners and modes kept; everything else is copied as COPY.
+            archives = [s for s in chosen if instruction.keyword == "ADD" and not s.is_dir
+                        and _is_archive(root / s.relative)]
+            plain = [s for s in chosen if s not in archives]
+            if plain:
+                stage_copy(root, plain, dest if not archives or dest.endswith("/")
+                           else dest + "/", upper, uid=uid, gid=gid, mode=mode,
+                           excluded=ignore.matches if ignore is not None else
+                           (lambda _: False))
+            for archive in archives:
+                _unpack(root / archive.relative, upper / dest.strip("/"))
             return commit_layer(self.m.images, upper, base=state.image, ref=None,
                                 config_changes=state.config, created_by=shown)
 
@@ -406,6 +422,33 @@ class Builder:
                                 created_by=instruction.original.strip())
         finally:
             self.m.remove(row.id, force=True)
+
+
+def _is_archive(path: Path) -> bool:
+    import tarfile
+
+    try:
+        return path.is_file() and not path.is_symlink() and tarfile.is_tarfile(path)
+    except OSError:
+        return False
+
+
+def _unpack(archive: Path, target: Path) -> None:
+    """Unpack ``archive`` into ``target`` (inside a layer's upper dir): nothing may land
+    outside it (absolute names, ``..``, links out are refused), owners and modes as the
+    archive has them, setuid bits included, as Docker's ADD keeps them."""
+    import tarfile
+
+    def keep_modes(member: tarfile.TarInfo, dest: str) -> tarfile.TarInfo:
+        checked = tarfile.tar_filter(member, dest)  # raises for what would leave ``dest``
+        return checked.replace(mode=member.mode, deep=False)
+
+    target.mkdir(parents=True, exist_ok=True)
+    try:
+        with tarfile.open(archive) as tar:
+            tar.extractall(target, numeric_owner=True, filter=keep_modes)
+    except (tarfile.TarError, OSError) as e:
+        raise BuildError(f"ADD {archive.name}: cannot unpack it: {e}") from e
 
 
 def _owner(text: str) -> tuple[int, int]:

@@ -156,3 +156,31 @@ def test_a_failing_run_names_its_line_exit_code_and_output(engine: Engine,
     os.remove(refused)
     done = engine.cli("image", "build", str(context))
     assert done.returncode != 0 and "Dockerfile" in done.stderr, done.stderr
+
+
+def test_add_unpacks_local_archives_and_copies_other_files(engine: Engine,
+                                                          tmp_path: Path) -> None:
+    import io
+    import tarfile
+
+    context = tmp_path / "ctx"
+    context.mkdir()
+    with tarfile.open(context / "bundle.tar.gz", "w:gz") as tar:
+        for name, data, mode in (("app/run", b"#!/bin/sh\necho unpacked\n", 0o4755),
+                                 ("app/conf/settings", b"a=1\n", 0o640)):
+            info = tarfile.TarInfo(name)
+            info.size, info.mode, info.uid, info.gid = len(data), mode, 123, 456
+            tar.addfile(info, io.BytesIO(data))
+    (context / "notes.txt").write_text("plain\n")
+    (context / "Dockerfile").write_text(
+        "FROM local/busybox\nADD bundle.tar.gz /opt/\nADD notes.txt /opt/notes.txt\n"
+        'CMD ["/opt/app/run"]\n')
+    _build(engine, context)
+    assert _run(engine) == "unpacked\n"
+    shown = _run(engine, "sh", "-c", "stat -c '%a %u:%g' /opt/app/run /opt/app/conf/settings; "
+                 "cat /opt/notes.txt; test -e /opt/bundle.tar.gz || echo no-archive")
+    assert shown.split("\n") == ["4755 123:456", "640 123:456", "plain", "no-archive", ""], \
+        shown
+    (context / "Dockerfile").write_text("FROM local/busybox\nADD https://example.com/x /x\n")
+    done = engine.cli("image", "build", str(context))
+    assert done.returncode != 0 and "Dockerfile:2" in done.stderr and "remote" in done.stderr

@@ -14,7 +14,9 @@ content of its sources); a miss runs it:
   containers, on the build's network), and its overlay upper dir becomes the layer, through
   the same diff as ``container commit``.
 
-Not yet: ADD of URLs and git sources, RUN ``--mount``, ONBUILD triggers of a base image, and
+``RUN --mount=type=cache`` (a directory of the state root's kept between builds) and
+``type=bind`` (read-only, of the context, a stage or an image) are mounted into the RUN's
+container. Not yet: ADD of URLs and git sources, ``RUN --mount=type=secret``, ONBUILD triggers of a base image, and
 ``--platform`` other than the host's; each is refused with its line rather than half done.
 """
 
@@ -22,6 +24,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import tempfile
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -159,8 +162,6 @@ class Builder:
             return
         if keyword not in CONFIG_ONLY | {"COPY", "ADD", "RUN"}:
             raise BuildError(f"{where}: {keyword} is not supported by composer's builder yet")
-        if keyword == "RUN" and instruction.mounts:
-            raise BuildError(f"{where}: RUN --mount is not supported by composer's builder yet")
         env = dict(state.scope.env)
         # What the output shows and the cache key holds: the instruction as it runs, its
         # flags (--chmod, --from, ...) included.
@@ -178,8 +179,12 @@ class Builder:
             if keyword in ("COPY", "ADD"):
                 source_root, copy_sources, content = self._copy_inputs(
                     request, dockerfile, ignore, instruction, env, built, where, held)
+            run_mounts: list[Any] = []
+            if keyword == "RUN" and instruction.mounts:
+                run_mounts, content = self._run_mounts(request, dockerfile, ignore,
+                                                       instruction, env, built, where, held)
             self._finish(request, dockerfile, ignore, state, instruction, env, step, shown,
-                         where, content, source_root, copy_sources)
+                         where, content, source_root, copy_sources, run_mounts)
         step.seconds = time.monotonic() - began
         self.steps.append(step)
         self.emit(step)
@@ -187,7 +192,7 @@ class Builder:
     def _finish(self, request: BuildRequest, dockerfile: Dockerfile, ignore: IgnoreRules,
                 state: _State, instruction: Instruction, env: dict[str, str], step: Step,
                 shown: str, where: str, content: str, source_root: Path,
-                copy_sources: list[Any]) -> None:
+                copy_sources: list[Any], run_mounts: list[Any]) -> None:
         """The step's cache lookup, and its work on a miss."""
         keyword = instruction.keyword
         # From scratch there is no parent image yet: the config so far stands for it.
@@ -207,7 +212,7 @@ class Builder:
             step.cached = True
         else:
             if keyword == "RUN":
-                state.image = self._run(request, state, instruction, step, where)
+                state.image = self._run(request, state, instruction, step, where, run_mounts)
             elif keyword in ("COPY", "ADD"):
                 state.image = self._copy(state, instruction, env, dockerfile, source_root,
                                          copy_sources, ignore if source_root ==
@@ -382,8 +387,71 @@ class Builder:
 
     # -- RUN -----------------------------------------------------------------------------------
 
+    def _run_mounts(self, request: BuildRequest, dockerfile: Dockerfile, ignore: IgnoreRules,
+                    instruction: Instruction, env: dict[str, str],
+                    built: Mapping[int, _State], where: str,
+                    held: contextlib.ExitStack) -> tuple[list[Any], str]:
+        """RUN ``--mount``s as container mounts, and the digest of what bind mounts bring
+        (part of the step's key; a cache mount's content never is, as in BuildKit).
+
+        - ``type=cache``: a directory of the state root's, ``build-cache/<id>``, kept between
+          builds (``id`` defaults to the target), made with its ``mode``/``uid``/``gid``.
+        - ``type=bind``: read-only, of the context (``.dockerignore`` applies to the key) or
+          of ``from=`` a stage or an image; ``rw`` is refused (BuildKit discards its writes).
+        - ``type=secret`` is refused until builds take secrets (``--secret``)."""
+        import hashlib
+
+        from composer.runtime.images.build import expand_mounts
+        from composer.runtime.images.build.context import (
+            ContextError,
+            content_digest,
+            sources,
+        )
+        from composer.runtime.spec import Mount
+
+        mounts: list[Any] = []
+        digests: list[str] = []
+        for mount in expand_mounts(instruction, env, escape=dockerfile.escape,
+                                   path=dockerfile.path):
+            target = mount.target or ""
+            if mount.type == "cache":
+                name = hashlib.sha256((mount.id or target).encode()).hexdigest()[:32]
+                place = self.m.layout.root / "build-cache" / name
+                if not place.is_dir():
+                    place.mkdir(parents=True)
+                    place.chmod(mount.mode if mount.mode is not None else 0o755)
+                    os.chown(place, mount.uid or 0, mount.gid or 0)
+                mounts.append(Mount("bind", target, str(place), read_only=mount.readonly))
+            elif mount.type == "bind":
+                if not mount.readonly:
+                    raise BuildError(f"{where}: RUN --mount=type=bind,rw is not supported "
+                                     "yet: bind mounts are read-only here")
+                root = request.context
+                excluded: Callable[[str], bool] = ignore.matches
+                if mount.from_:
+                    stage = dockerfile.stage(mount.from_) if not mount.from_.isdigit() or \
+                        int(mount.from_) < len(dockerfile.stages) else None
+                    image = built[stage.index].image if stage is not None and \
+                        stage.index in built else self._base(mount.from_, False, dockerfile,
+                                                             instruction.line)
+                    if image is None:
+                        raise BuildError(f"{where}: --mount from={mount.from_}: no files")
+                    root = held.enter_context(self._files_of(image))
+                    excluded = lambda _: False  # noqa: E731 (an image has no .dockerignore)
+                try:
+                    chosen = sources(root, [mount.source or "."], excluded=excluded)
+                    digests.append(content_digest(root, chosen, excluded=excluded))
+                except ContextError as e:
+                    raise BuildError(f"{where}: --mount source {e}") from e
+                mounts.append(Mount("bind", target, str(root / chosen[0].relative),
+                                    read_only=True))
+            else:
+                raise BuildError(f"{where}: RUN --mount=type={mount.type} is not supported "
+                                 "by composer's builder yet")
+        return mounts, "".join(digests)
+
     def _run(self, request: BuildRequest, state: _State, instruction: Instruction,
-             step: Step, where: str) -> Image:
+             step: Step, where: str, mounts: Sequence[Any] = ()) -> Image:
         from composer.engine.etcfiles import drop_mount_points
         from composer.runtime.images.build import run_script
         from composer.runtime.images.diff import commit_layer
@@ -404,7 +472,7 @@ class Builder:
             env={**state.scope.run_env()}, user=state.config.get("User") or None,
             working_dir=state.config.get("WorkingDir") or None,
             network={"default": request.network}.get(network, network),
-            labels={"io.composer.build": "true"})
+            mounts=tuple(mounts), labels={"io.composer.build": "true"})
         row = self.m.create(spec)
         try:
             self.m.start(row.id)

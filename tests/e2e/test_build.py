@@ -184,3 +184,33 @@ def test_add_unpacks_local_archives_and_copies_other_files(engine: Engine,
     (context / "Dockerfile").write_text("FROM local/busybox\nADD https://example.com/x /x\n")
     done = engine.cli("image", "build", str(context))
     assert done.returncode != 0 and "Dockerfile:2" in done.stderr and "remote" in done.stderr
+
+
+def test_run_mounts_a_cache_kept_between_builds_and_read_only_binds(engine: Engine,
+                                                                    tmp_path: Path) -> None:
+    context = tmp_path / "ctx"
+    (context / "src").mkdir(parents=True)
+    (context / "src/input").write_text("from the context\n")
+    (context / "Dockerfile").write_text(
+        "FROM local/busybox AS tools\nRUN echo tool > /tool\n"
+        "FROM local/busybox\n"
+        "RUN --mount=type=cache,target=/cache,id=counter "
+        "echo run >> /cache/runs && wc -l < /cache/runs > /count\n"
+        "RUN --mount=type=bind,source=src,target=/in "
+        "cat /in/input > /copied && (touch /in/x 2>/dev/null && echo writable || echo ro)"
+        " > /mode\n"
+        "RUN --mount=type=bind,from=tools,source=/tool,target=/t cat /t > /from-tools\n")
+    _build(engine, context)
+    assert _run(engine, "sh", "-c", "cat /count /copied /mode /from-tools; ls /cache") == \
+        "1\nfrom the context\nro\ntool\n"  # the cache's content is not in the image
+    _build(engine, context, "--no-cache")
+    assert _run(engine, "cat", "/count") == "2\n"  # the cache outlived the first build
+    again = _build(engine, context)
+    assert all(line.endswith("CACHED") for line in again if line.startswith("#") and
+               "] " in line), again
+    (context / "src/input").write_text("changed\n")
+    changed = _build(engine, context)
+    bind_step = next(line for line in changed if "type=bind,source=src" in line)
+    assert not bind_step.endswith("CACHED"), changed  # a bound source is part of the key
+    assert _run(engine, "cat", "/copied") == "changed\n"
+    assert not (context / "src/x").exists()

@@ -29,6 +29,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "network": ("network", "manage networks (create, ls, rm, connect, ...)"),
     "plan": ("plan", "show what 'up' would change, and why"),
     "up": ("plan", "create and start the project (only --dry-run for now)"),
+    "build": ("project_build", "build the images of the project's services"),
     "pull": ("project_images", "pull the images of the project's services"),
     "push": ("project_images", "push the images the project's services build"),
     "images": ("project_images", "list the images of the project's services"),

@@ -16,8 +16,9 @@ content of its sources); a miss runs it:
 
 ``RUN --mount=type=cache`` (a directory of the state root's kept between builds) and
 ``type=bind`` (read-only, of the context, a stage or an image) are mounted into the RUN's
-container. Not yet: ADD of URLs and git sources, ``RUN --mount=type=secret``, ONBUILD triggers of a base image, and
-``--platform`` other than the host's; each is refused with its line rather than half done.
+container. Not yet: ADD of URLs and git sources, ``RUN --mount=type=secret``, ONBUILD
+triggers of a base image, and ``--platform`` other than the host's; each is refused with its
+line rather than half done.
 """
 
 from __future__ import annotations
@@ -57,6 +58,8 @@ class BuildError(ComposerError):
 class BuildRequest:
     context: Path
     dockerfile: Path | None = None  # default: <context>/Dockerfile
+    dockerfile_text: str | None = None  # compose's dockerfile_inline: this, not a file
+    labels: Mapping[str, str] = field(default_factory=dict)  # added to the final image
     tags: tuple[str, ...] = ()
     build_args: Mapping[str, str] = field(default_factory=dict)
     target: str | None = None
@@ -102,11 +105,15 @@ class Builder:
         from composer.runtime.images.build import ArgScope, IgnoreRules, parse, plan
 
         dockerfile_path = request.dockerfile or request.context / "Dockerfile"
-        try:
-            text = dockerfile_path.read_text()
-        except OSError as e:
-            raise BuildError(f"cannot read {dockerfile_path}: {e.strerror}") from e
-        dockerfile = parse(text, path=dockerfile_path.name)
+        if request.dockerfile_text is not None:
+            text, shown_path = request.dockerfile_text, "dockerfile_inline"
+        else:
+            try:
+                text = dockerfile_path.read_text()
+            except OSError as e:
+                raise BuildError(f"cannot read {dockerfile_path}: {e.strerror}") from e
+            shown_path = dockerfile_path.name
+        dockerfile = parse(text, path=shown_path)
         ignore = IgnoreRules.load(request.context, dockerfile_path)
         planned = plan(dockerfile, target=request.target, build_args=request.build_args)
         built: dict[int, _State] = {}
@@ -127,10 +134,16 @@ class Builder:
             built[stage.index] = state
         final = built[planned.target]
         image = final.image
-        if image is None:
+        if image is None or request.labels:
             from composer.runtime.images.diff import commit_config
 
-            image = commit_config(self.m.images, base=None, config_changes=final.config)
+            if request.labels:
+                final.config["Labels"] = {**(final.config.get("Labels") or {}),
+                                          **request.labels}
+            image = commit_config(self.m.images, base=image, config_changes=final.config,
+                                  created_by="LABEL " + " ".join(
+                                      f"{k}={v}" for k, v in sorted(request.labels.items()))
+                                  if request.labels else "")
         for tag in request.tags:
             self.m.images.tag(image.id, tag)
         return image
@@ -551,6 +564,8 @@ class BuildRoutes:
         build_request = BuildRequest(
             context=context,
             dockerfile=(context / str(dockerfile)) if dockerfile else None,
+            dockerfile_text=body.get("dockerfile_text"),
+            labels={str(k): str(v) for k, v in (body.get("labels") or {}).items()},
             tags=tuple(str(t) for t in body.get("tags") or ()),
             build_args={str(k): str(v) for k, v in (body.get("build_args") or {}).items()},
             target=body.get("target") or None, no_cache=bool(body.get("no_cache")),

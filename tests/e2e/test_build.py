@@ -214,3 +214,49 @@ def test_run_mounts_a_cache_kept_between_builds_and_read_only_binds(engine: Engi
     assert not bind_step.endswith("CACHED"), changed  # a bound source is part of the key
     assert _run(engine, "cat", "/copied") == "changed\n"
     assert not (context / "src/x").exists()
+
+
+def test_composer_build_builds_the_services_of_a_project(engine: Engine,
+                                                         tmp_path: Path) -> None:
+    project = tmp_path / "proj"
+    (project / "api").mkdir(parents=True)
+    (project / "api/Dockerfile").write_text(
+        "FROM local/busybox AS base\nARG FLAVOUR=plain\nRUN echo $FLAVOUR > /flavour\n"
+        "FROM base AS test\nRUN echo test > /stage\n"
+        "FROM base AS prod\nRUN echo prod > /stage\n")
+    (project / "compose.yaml").write_text("""\
+services:
+  api:
+    build:
+      context: ./api
+      target: prod
+      args: {FLAVOUR: spicy}
+      labels: {org.example.team: core}
+      tags: [local/api:extra]
+      shm_size: 64m
+  web:
+    image: local/web:1
+    build:
+      context: .
+      dockerfile_inline: |
+        FROM local/busybox
+        CMD ["echo", "inline"]
+  db:
+    image: local/busybox
+""")
+    done = engine.cli("-f", str(project / "compose.yaml"), "build", timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert "services.api.build.shm_size is ignored: not implemented yet" in done.stderr
+    assert "Built api" in done.stdout and "Built web" in done.stdout
+    assert "Building db" not in done.stdout  # an image, nothing to build
+    api = _image(engine, "proj-api")
+    assert _image(engine, "local/api:extra")["Id"] == api["Id"]
+    assert api["Config"]["config"]["Labels"] == {"org.example.team": "core"}
+    shown = engine.cli("container", "run", "--rm", "--network", "none", "proj-api", "cat",
+                       "/flavour", "/stage")
+    assert shown.stdout == "spicy\nprod\n", shown.stderr
+    web = engine.cli("container", "run", "--rm", "--network", "none", "local/web:1")
+    assert web.stdout == "inline\n", web.stderr
+    again = engine.cli("-f", str(project / "compose.yaml"), "build", "api", timeout=300)
+    steps = [line for line in again.stdout.splitlines() if line.startswith("#")]
+    assert steps and all(line.endswith("CACHED") for line in steps), again.stdout

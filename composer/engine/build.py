@@ -95,10 +95,15 @@ class _State:
 
 
 class Builder:
+    """``emit`` gets each step when it is done, ``output`` each line a RUN prints, as it
+    prints it (the streamed build output)."""
+
     def __init__(self, manager: ContainerManager,
-                 emit: Callable[[Step], None] = lambda step: None) -> None:
+                 emit: Callable[[Step], None] = lambda step: None,
+                 output: Callable[[Step, str], None] = lambda step, line: None) -> None:
         self.m = manager
         self.emit = emit
+        self.output = output
         self.steps: list[Step] = []
 
     def build(self, request: BuildRequest) -> Image:
@@ -489,9 +494,11 @@ class Builder:
         row = self.m.create(spec)
         try:
             self.m.start(row.id)
+            for line in self.m.log_lines(row.id, follow=True):  # until it exits
+                text = line.data.decode(errors="replace")
+                step.output.append(text)
+                self.output(step, text)
             code = self.m.wait(row.id)
-            step.output = [line.data.decode(errors="replace")
-                           for line in self.m.log_lines(row.id)]
             if code != 0:
                 last = "\n".join(step.output[-_LAST_LINES:])
                 raise BuildError(f"{where}: RUN {instruction.value!r} exited with code {code}"
@@ -570,6 +577,39 @@ class BuildRoutes:
             build_args={str(k): str(v) for k, v in (body.get("build_args") or {}).items()},
             target=body.get("target") or None, no_cache=bool(body.get("no_cache")),
             pull=bool(body.get("pull")), network=str(body.get("network") or "bridge"))
-        builder = Builder(self.m)
-        image = builder.build(build_request)
-        return {"Id": image.id, "Steps": [step.to_json() for step in builder.steps]}
+        if not body.get("stream"):
+            builder = Builder(self.m)
+            image = builder.build(build_request)
+            return {"Id": image.id, "Steps": [step.to_json() for step in builder.steps]}
+        from composer.engine.server import Stream
+
+        return Stream(self._streamed(build_request))
+
+    def _streamed(self, build_request: BuildRequest) -> Iterator[dict[str, Any]]:
+        """The build's events as they happen: ``{"output": line, "step": ...}`` while a RUN
+        prints, ``{"step": {...}}`` when a step is done, then ``{"id": ...}`` or
+        ``{"error": message}`` last. The build runs in a thread of its own, so a reader
+        that goes away does not stop it half way."""
+        import queue
+        import threading
+
+        events: queue.Queue[dict[str, Any] | None] = queue.Queue()
+        builder = Builder(self.m, emit=lambda step: events.put({"step": step.to_json()}),
+                          output=lambda step, line: events.put(
+                              {"output": line, "instruction": step.instruction}))
+
+        def work() -> None:
+            try:
+                events.put({"id": builder.build(build_request).id})
+            except ComposerError as e:
+                events.put({"error": str(e)})
+            except Exception as e:
+                # A bug: the client hears of it, and the engine's log gets the traceback.
+                events.put({"error": f"the build failed: {e}"})
+                raise
+            finally:
+                events.put(None)
+
+        threading.Thread(target=work, name="composer-build", daemon=True).start()
+        while (event := events.get()) is not None:
+            yield event

@@ -260,3 +260,12 @@ services:
     again = engine.cli("-f", str(project / "compose.yaml"), "build", "api", timeout=300)
     steps = [line for line in again.stdout.splitlines() if line.startswith("#")]
     assert steps and all(line.endswith("CACHED") for line in steps), again.stdout
+
+
+def test_run_output_comes_before_its_step_line(engine: Engine, tmp_path: Path) -> None:
+    context = tmp_path / "ctx"
+    context.mkdir()
+    (context / "Dockerfile").write_text("FROM local/busybox\nRUN echo first; echo second\n")
+    lines = [line for line in _build(engine, context) if line.startswith("#1")]
+    assert lines[:2] == ["#1 first", "#1 second"], lines
+    assert lines[2].startswith("#1 [0] RUN echo first; echo second  "), lines

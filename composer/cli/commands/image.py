@@ -246,6 +246,7 @@ def _build(app: App, options: argparse.Namespace) -> int:
 
     from composer.cli.commands.container_flags import pairs
     from composer.cli.commands.engine import engine_client
+    from composer.cli.commands.project_build import stream_build
     from composer.errors import ComposerError
 
     context = Path(options.context).resolve()
@@ -262,19 +263,13 @@ def _build(app: App, options: argparse.Namespace) -> int:
             "build_args": pairs(options.build_arg, "--build-arg"), "target": options.target,
             "no_cache": options.no_cache, "pull": options.pull, "network": options.network}
     try:
-        done = engine_client(options).request("POST", "/v1/build", body)
+        image_id = stream_build(app, engine_client(options), body, quiet=options.quiet)
     except ComposerError as exc:
         app.abort(str(exc))
-    steps = done["Steps"]
     if not options.quiet:
-        for number, step in enumerate(steps, start=1):
-            status = "CACHED" if step["cached"] else f"{step['seconds']:.1f}s"
-            app.print(f"#{number} [{step['stage']}] {step['instruction']}  {status}")
-            for line in step["output"]:
-                app.print(f"#{number} {line}")
         for tag in options.tag:
             app.print(f"naming to {tag} done")
-    app.print(done["Id"])
+    app.print(image_id)
     return 0
 
 

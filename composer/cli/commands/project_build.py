@@ -57,6 +57,30 @@ def build_body(project: Any, service: Any, options: argparse.Namespace) -> dict[
     }
 
 
+def stream_build(app: App, engine: Any, body: dict[str, Any], *, label: str = "",
+                 quiet: bool = False) -> str:
+    """Send a build to the engine and print it as it goes: each RUN line as it is printed
+    (``#N line``), each step when it is done (``#N [stage] INSTRUCTION  1.2s|CACHED``).
+    Returns the image id; a failed build aborts with the builder's message."""
+    prefix = f"{label} " if label else ""
+    done = 0
+    for event in engine.stream("POST", "/v1/build", {**body, "stream": True}):
+        if "error" in event:
+            app.abort(f"{prefix.strip() + ': ' if label else ''}{event['error']}")
+        if quiet:
+            pass
+        elif "output" in event:
+            app.print(f"#{done + 1} {event['output']}")
+        elif "step" in event:
+            done += 1
+            step = event["step"]
+            status = "CACHED" if step["cached"] else f"{step['seconds']:.1f}s"
+            app.print(f"#{done} [{prefix}{step['stage']}] {step['instruction']}  {status}")
+        if "id" in event:
+            return str(event["id"])
+    app.abort("the engine ended the build without an answer (see its log)")
+
+
 def run(app: App, options: argparse.Namespace) -> int:
     from composer.cli.commands.engine import engine_client
     from composer.manifest.loader import load_project
@@ -77,15 +101,10 @@ def run(app: App, options: argparse.Namespace) -> int:
         if not options.quiet:
             app.print(f"Building {service.name} -> {body['tags'][0]}")
         try:
-            done = engine.request("POST", "/v1/build", body)
+            image_id = stream_build(app, engine, body, label=service.name,
+                                    quiet=options.quiet)
         except ComposerError as exc:
             app.abort(f"service {service.name}: {exc}")
         if not options.quiet:
-            for number, step in enumerate(done["Steps"], start=1):
-                status = "CACHED" if step["cached"] else f"{step['seconds']:.1f}s"
-                app.print(f"#{number} [{service.name} {step['stage']}] "
-                          f"{step['instruction']}  {status}")
-                for line in step["output"]:
-                    app.print(f"#{number} {line}")
-            app.print(f"Built {service.name}: {done['Id']}")
+            app.print(f"Built {service.name}: {image_id}")
     return 0

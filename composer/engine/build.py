@@ -354,6 +354,21 @@ class Builder:
         except ContextError as e:
             raise BuildError(f"{where}: COPY {e}") from e
 
+    def _owner(self, image: Image | None, text: str) -> tuple[int, int]:
+        """``--chown``'s ``user[:group]`` as numbers: names from the image's /etc/passwd and
+        /etc/group; a user alone means its uid as the gid too, as Docker has it."""
+        from composer.runtime.users import parse_group, parse_passwd
+
+        user, _, group = text.partition(":")
+        passwd: list[Any] = []
+        groups: list[Any] = []
+        if not (user.isdigit() and (not group or group.isdigit())) and image is not None:
+            with self._files_of(image) as files:
+                passwd = parse_passwd(_read(files / "etc/passwd"))
+                groups = parse_group(_read(files / "etc/group"))
+        uid = _id_of(user, passwd, "user", text)
+        return uid, _id_of(group, groups, "group", text) if group else uid
+
     @contextlib.contextmanager
     def _files_of(self, image: Image) -> Iterator[Path]:
         """An image's files, as one read-only overlay of its layers."""
@@ -381,7 +396,7 @@ class Builder:
 
         dest = destination(expand(instruction.words[-1], env, escape=dockerfile.escape),
                            state.config.get("WorkingDir") or "/")
-        uid, gid = _owner(expand(instruction.flag("chown") or "0", env))
+        uid, gid = self._owner(state.image, expand(instruction.flag("chown") or "0", env))
         chmod = instruction.flag("chmod")
         mode = int(chmod, 8) if chmod else None
         tmp = self.m.images.root / "tmp"
@@ -512,6 +527,14 @@ class Builder:
             self.m.remove(row.id, force=True)
 
 
+def _read(path: Path) -> str | None:
+    """A file of an image's files, not following a symlink out of them."""
+    try:
+        return path.read_text() if not path.is_symlink() else None
+    except OSError:
+        return None
+
+
 def _is_archive(path: Path) -> bool:
     import tarfile
 
@@ -539,11 +562,14 @@ def _unpack(archive: Path, target: Path) -> None:
         raise BuildError(f"ADD {archive.name}: cannot unpack it: {e}") from e
 
 
-def _owner(text: str) -> tuple[int, int]:
-    user, _, group = text.partition(":")
-    if not user.isdigit() or (group and not group.isdigit()):
-        raise BuildError(f"--chown={text}: only numeric owners are supported yet (uid:gid)")
-    return int(user), int(group or user)
+def _id_of(name: str, entries: Sequence[Any], what: str, text: str) -> int:
+    if name.isdigit():
+        return int(name)
+    for entry in entries:
+        if entry.name == name:
+            return int(entry.uid if what == "user" else entry.gid)
+    raise BuildError(f"--chown={text}: no {what} {name} in the image's "
+                     f"/etc/{'passwd' if what == 'user' else 'group'}")
 
 
 

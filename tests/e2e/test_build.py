@@ -269,3 +269,21 @@ def test_run_output_comes_before_its_step_line(engine: Engine, tmp_path: Path) -
     lines = [line for line in _build(engine, context) if line.startswith("#1")]
     assert lines[:2] == ["#1 first", "#1 second"], lines
     assert lines[2].startswith("#1 [0] RUN echo first; echo second  "), lines
+
+
+def test_chown_takes_names_from_the_images_own_files(engine: Engine, tmp_path: Path) -> None:
+    context = tmp_path / "ctx"
+    context.mkdir()
+    (context / "f").write_text("f\n")
+    (context / "Dockerfile").write_text(
+        "FROM local/busybox\n"
+        "RUN echo 'maker:x:4242:4343::/home/maker:/bin/sh' >> /etc/passwd && "
+        "echo 'crew:x:5151:' >> /etc/group\n"
+        "COPY --chown=maker:crew f /by-names\nCOPY --chown=maker f /user-only\n"
+        "COPY --chown=7:8 f /numbers\n")
+    _build(engine, context)
+    assert _run(engine, "stat", "-c", "%u:%g", "/by-names", "/user-only", "/numbers") == \
+        "4242:5151\n4242:4242\n7:8\n"
+    (context / "Dockerfile").write_text("FROM local/busybox\nCOPY --chown=nobody-here f /f\n")
+    done = engine.cli("image", "build", str(context))
+    assert done.returncode != 0 and "no user nobody-here" in done.stderr, done.stderr

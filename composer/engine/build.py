@@ -16,9 +16,9 @@ content of its sources); a miss runs it:
 
 ``RUN --mount=type=cache`` (a directory of the state root's kept between builds) and
 ``type=bind`` (read-only, of the context, a stage or an image) are mounted into the RUN's
-container. Not yet: ADD of URLs and git sources, ``RUN --mount=type=secret``, ONBUILD
-triggers of a base image, and ``--platform`` other than the host's; each is refused with its
-line rather than half done.
+container; a base image's ONBUILD triggers run first. Not yet: ADD of URLs and git sources,
+``RUN --mount=type=secret`` and ``--platform`` other than the host's; each is refused with
+its line rather than half done.
 """
 
 from __future__ import annotations
@@ -107,7 +107,13 @@ class Builder:
         self.steps: list[Step] = []
 
     def build(self, request: BuildRequest) -> Image:
-        from composer.runtime.images.build import ArgScope, IgnoreRules, parse, plan
+        from composer.runtime.images.build import (
+            ArgScope,
+            IgnoreRules,
+            parse,
+            parse_trigger,
+            plan,
+        )
 
         dockerfile_path = request.dockerfile or request.context / "Dockerfile"
         if request.dockerfile_text is not None:
@@ -134,6 +140,12 @@ class Builder:
                 env = dict(e.split("=", 1) for e in config.get("Env") or [] if "=" in e)
                 state = _State(image, config, ArgScope(dockerfile, planned.global_args,
                                                        request.build_args, env))
+                # The base image's ONBUILD triggers run first, and the child has none of
+                # its own unless it declares them (Docker's rule).
+                for trigger in config.pop("OnBuild", None) or ():
+                    self._step(request, dockerfile, ignore, label, state,
+                               parse_trigger(str(trigger), path=f"ONBUILD of {image.refs[0]}"
+                                             if image and image.refs else "ONBUILD"), built)
             for instruction in stage.instructions:
                 self._step(request, dockerfile, ignore, label, state, instruction, built)
             built[stage.index] = state
@@ -145,7 +157,7 @@ class Builder:
             if request.labels:
                 final.config["Labels"] = {**(final.config.get("Labels") or {}),
                                           **request.labels}
-            image = commit_config(self.m.images, base=image, config_changes=final.config,
+            image = commit_config(self.m.images, base=image, config_changes=_changes(final),
                                   created_by="LABEL " + " ".join(
                                       f"{k}={v}" for k, v in sorted(request.labels.items()))
                                   if request.labels else "")
@@ -239,7 +251,7 @@ class Builder:
                 from composer.runtime.images.diff import commit_config
 
                 state.image = commit_config(self.m.images, base=state.image,
-                                            config_changes=state.config, created_by=shown)
+                                            config_changes=_changes(state), created_by=shown)
             build_cache.record(self.m.db, key, state.image.id)
 
     def _configure(self, state: _State, instruction: Instruction, env: dict[str, str],
@@ -416,7 +428,7 @@ class Builder:
             for archive in archives:
                 _unpack(root / archive.relative, upper / dest.strip("/"))
             return commit_layer(self.m.images, upper, base=state.image, ref=None,
-                                config_changes=state.config, created_by=shown)
+                                config_changes=_changes(state), created_by=shown)
 
     # -- RUN -----------------------------------------------------------------------------------
 
@@ -521,10 +533,17 @@ class Builder:
             upper = self.m.layout.container_dir(row.id) / "upper"
             drop_mount_points(upper)
             return commit_layer(self.m.images, upper, base=state.image, ref=None,
-                                config_changes=state.config,
+                                config_changes=_changes(state),
                                 created_by=instruction.original.strip())
         finally:
             self.m.remove(row.id, force=True)
+
+
+def _changes(state: _State) -> dict[str, Any]:
+    """The stage's config as changes to its image's: what it set, and None for what it took
+    away (an inherited CMD a new ENTRYPOINT resets, the ONBUILD triggers a child runs)."""
+    base = (state.image.config.get("config") or {}) if state.image is not None else {}
+    return {**{key: None for key in base if key not in state.config}, **state.config}
 
 
 def _read(path: Path) -> str | None:

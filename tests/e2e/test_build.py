@@ -287,3 +287,26 @@ def test_chown_takes_names_from_the_images_own_files(engine: Engine, tmp_path: P
     (context / "Dockerfile").write_text("FROM local/busybox\nCOPY --chown=nobody-here f /f\n")
     done = engine.cli("image", "build", str(context))
     assert done.returncode != 0 and "no user nobody-here" in done.stderr, done.stderr
+
+
+def test_onbuild_triggers_run_in_the_child_and_entrypoint_resets_cmd(engine: Engine,
+                                                                     tmp_path: Path) -> None:
+    base = tmp_path / "base"
+    base.mkdir()
+    (base / "Dockerfile").write_text(
+        "FROM local/busybox\nONBUILD COPY payload /payload\n"
+        "ONBUILD RUN cat /payload > /seen\n")
+    engine.cli("image", "build", "-q", "-t", "local/onbuild:1", str(base), check=True)
+    assert _image(engine, "local/onbuild:1")["Config"]["config"]["OnBuild"] == [
+        "COPY payload /payload", "RUN cat /payload > /seen"]
+    child = tmp_path / "child"
+    child.mkdir()
+    (child / "payload").write_text("from the child's context\n")
+    (child / "Dockerfile").write_text(
+        'FROM local/onbuild:1\nENTRYPOINT ["cat"]\n')  # the base's CMD ["sh"] is reset
+    _build(engine, child)
+    config = _image(engine)["Config"]["config"]
+    assert "OnBuild" not in config and "Cmd" not in config, config
+    shown = engine.cli("container", "run", "--rm", "--network", "none", "local/built:1",
+                       "/seen")
+    assert shown.stdout == "from the child's context\n", shown.stderr

@@ -47,7 +47,7 @@ def setup(ctx: EngineContext, router: Router) -> Callable[[], None]:
     from composer.engine.network_routes import NetworkRoutes
 
     NetworkRoutes(manager).add_to(router)
-    from composer.engine.build import BuildRoutes
+    from composer.engine.build_routes import BuildRoutes
 
     BuildRoutes(manager).add_to(router)
 

@@ -33,6 +33,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from composer.engine.build_config import DEFAULT_SHELL, configure
 from composer.errors import ComposerError
 from composer.state import build_cache
 
@@ -46,7 +47,6 @@ if TYPE_CHECKING:
 CONFIG_ONLY = frozenset({"ENV", "LABEL", "WORKDIR", "USER", "CMD", "ENTRYPOINT", "EXPOSE",
                          "VOLUME", "STOPSIGNAL", "SHELL", "HEALTHCHECK", "ONBUILD",
                          "MAINTAINER"})
-DEFAULT_SHELL = ("/bin/sh", "-c")
 _LAST_LINES = 20
 
 
@@ -84,7 +84,7 @@ class Step:
 
 
 @dataclass
-class _State:
+class State:
     """A stage while it is built: its image so far (None: scratch with nothing yet), its
     container config and its variables."""
 
@@ -127,18 +127,18 @@ class Builder:
         dockerfile = parse(text, path=shown_path)
         ignore = IgnoreRules.load(request.context, dockerfile_path)
         planned = plan(dockerfile, target=request.target, build_args=request.build_args)
-        built: dict[int, _State] = {}
+        built: dict[int, State] = {}
         for stage_plan in planned.stages:
             stage = stage_plan.stage
             label = stage.name or str(stage.index)
             if stage_plan.base_stage is not None:
                 parent = built[stage_plan.base_stage]
-                state = _State(parent.image, dict(parent.config), parent.scope.fork())
+                state = State(parent.image, dict(parent.config), parent.scope.fork())
             else:
                 image = self._base(stage_plan.base, request.pull, dockerfile, stage.line)
                 config = dict(image.config.get("config") or {}) if image else {}
                 env = dict(e.split("=", 1) for e in config.get("Env") or [] if "=" in e)
-                state = _State(image, config, ArgScope(dockerfile, planned.global_args,
+                state = State(image, config, ArgScope(dockerfile, planned.global_args,
                                                        request.build_args, env))
                 # The base image's ONBUILD triggers run first, and the child has none of
                 # its own unless it declares them (Docker's rule).
@@ -181,8 +181,8 @@ class Builder:
     # -- one step ----------------------------------------------------------------------------
 
     def _step(self, request: BuildRequest, dockerfile: Dockerfile, ignore: IgnoreRules,
-              label: str, state: _State, instruction: Instruction,
-              built: Mapping[int, _State]) -> None:
+              label: str, state: State, instruction: Instruction,
+              built: Mapping[int, State]) -> None:
         from composer.runtime.images.build import expand
 
         keyword = instruction.keyword
@@ -220,7 +220,7 @@ class Builder:
         self.emit(step)
 
     def _finish(self, request: BuildRequest, dockerfile: Dockerfile, ignore: IgnoreRules,
-                state: _State, instruction: Instruction, env: dict[str, str], step: Step,
+                state: State, instruction: Instruction, env: dict[str, str], step: Step,
                 shown: str, where: str, content: str, source_root: Path,
                 copy_sources: list[Any], run_mounts: list[Any]) -> None:
         """The step's cache lookup, and its work on a miss."""
@@ -235,7 +235,7 @@ class Builder:
         cached = None if request.no_cache else build_cache.lookup(self.m.db, key)
         hit = self.m.images.get(cached) if cached else None
         if keyword in CONFIG_ONLY:
-            self._configure(state, instruction, env, dockerfile)
+            configure(state, instruction, env, dockerfile)
         if hit is not None:
             state.image = hit
             state.config = dict(hit.config.get("config") or {})
@@ -254,78 +254,11 @@ class Builder:
                                             config_changes=_changes(state), created_by=shown)
             build_cache.record(self.m.db, key, state.image.id)
 
-    def _configure(self, state: _State, instruction: Instruction, env: dict[str, str],
-                   dockerfile: Dockerfile) -> None:
-        """A config-only instruction applied to ``state.config`` (and the scope)."""
-        from composer.runtime.images.build import expand
-
-        keyword, config = instruction.keyword, state.config
-
-        def x(word: str) -> str:
-            return expand(word, env, escape=dockerfile.escape)
-
-        if keyword == "ENV":
-            pairs = [(x(k), x(v or "")) for k, v in instruction.pairs]
-            current = [e for e in config.get("Env") or []
-                       if e.split("=", 1)[0] not in {k for k, _ in pairs}]
-            for name, value in pairs:
-                state.scope.set_env(name, value)
-            config["Env"] = current + [f"{k}={v}" for k, v in pairs]
-        elif keyword == "LABEL":
-            config["Labels"] = {**(config.get("Labels") or {}),
-                                **{x(k): x(v or "") for k, v in instruction.pairs}}
-        elif keyword == "WORKDIR":
-            import posixpath
-
-            config["WorkingDir"] = posixpath.join(config.get("WorkingDir") or "/",
-                                                  x(instruction.value))
-        elif keyword == "USER":
-            config["User"] = x(instruction.value)
-        elif keyword in ("CMD", "ENTRYPOINT"):
-            argv = list(instruction.json_form) if instruction.json_form is not None else \
-                [*(config.get("Shell") or DEFAULT_SHELL), instruction.value]
-            config["Cmd" if keyword == "CMD" else "Entrypoint"] = argv
-            if keyword == "CMD":
-                state.cmd_set = True
-            elif not state.cmd_set:
-                config.pop("Cmd", None)  # Docker: a new ENTRYPOINT resets an inherited CMD
-        elif keyword == "EXPOSE":
-            ports = dict(config.get("ExposedPorts") or {})
-            for word in x(instruction.value).split():
-                ports[word if "/" in word else f"{word}/tcp"] = {}
-            config["ExposedPorts"] = ports
-        elif keyword == "VOLUME":
-            volumes = dict(config.get("Volumes") or {})
-            paths = instruction.json_form or tuple(x(instruction.value).split())
-            for path in paths:
-                volumes[path] = {}
-            config["Volumes"] = volumes
-        elif keyword == "STOPSIGNAL":
-            config["StopSignal"] = x(instruction.value)
-        elif keyword == "SHELL":
-            config["Shell"] = list(instruction.json_form or ())
-        elif keyword == "HEALTHCHECK":
-            check = instruction.healthcheck
-            if check is None:
-                raise BuildError(f"{dockerfile.path}:{instruction.line}: HEALTHCHECK without "
-                                 "a test")
-            health: dict[str, Any] = {"Test": list(check.test)}
-            for name, amount in (("Interval", check.interval), ("Timeout", check.timeout),
-                                 ("StartPeriod", check.start_period),
-                                 ("StartInterval", check.start_interval),
-                                 ("Retries", check.retries)):
-                if amount:
-                    health[name] = amount
-            config["Healthcheck"] = health
-        elif keyword == "ONBUILD":
-            config["OnBuild"] = [*(config.get("OnBuild") or []),
-                                 instruction.original.split(None, 1)[1]]
-
     # -- COPY ----------------------------------------------------------------------------------
 
     def _copy_inputs(self, request: BuildRequest, dockerfile: Dockerfile, ignore: IgnoreRules,
                      instruction: Instruction, env: dict[str, str],
-                     built: Mapping[int, _State], where: str,
+                     built: Mapping[int, State], where: str,
                      held: contextlib.ExitStack) -> tuple[Path, list[Any], str]:
         """Where COPY's sources are (the context, or a stage's or image's files, mounted
         read-only for as long as ``held``), the sources and their content digest."""
@@ -352,13 +285,8 @@ class Builder:
         root = request.context
         excluded: Callable[[str], bool] = ignore.matches
         if origin:
-            stage = dockerfile.stage(origin) if not origin.isdigit() or \
-                int(origin) < len(dockerfile.stages) else None
-            image = built[stage.index].image if stage is not None and stage.index in built \
-                else self._base(origin, False, dockerfile, instruction.line)
-            if image is None:
-                raise BuildError(f"{where}: COPY --from={origin}: that stage has no files")
-            root = held.enter_context(self._files_of(image))
+            root = held.enter_context(self._files_from(origin, dockerfile, built, instruction,
+                                                       f"{where}: COPY --from={origin}"))
             excluded = lambda _: False  # noqa: E731 (an image has no .dockerignore)
         try:
             chosen = sources(root, names, excluded=excluded)
@@ -381,6 +309,18 @@ class Builder:
         uid = _id_of(user, passwd, "user", text)
         return uid, _id_of(group, groups, "group", text) if group else uid
 
+    def _files_from(self, origin: str, dockerfile: Dockerfile, built: Mapping[int, State],
+                    instruction: Instruction, what: str) -> contextlib.AbstractContextManager[Path]:
+        """The files of ``origin`` (``--from``): a stage built before (by name or index), or
+        else an image (pulled when missing)."""
+        stage = dockerfile.stage(origin) if not origin.isdigit() or \
+            int(origin) < len(dockerfile.stages) else None
+        image = built[stage.index].image if stage is not None and stage.index in built \
+            else self._base(origin, False, dockerfile, instruction.line)
+        if image is None:
+            raise BuildError(f"{what}: that stage has no files (FROM scratch, nothing added)")
+        return self._files_of(image)
+
     @contextlib.contextmanager
     def _files_of(self, image: Image) -> Iterator[Path]:
         """An image's files, as one read-only overlay of its layers."""
@@ -399,7 +339,7 @@ class Builder:
                 rootfs.unmount(place, keep_upper=False)
                 rootfs.remove(place)
 
-    def _copy(self, state: _State, instruction: Instruction, env: dict[str, str],
+    def _copy(self, state: State, instruction: Instruction, env: dict[str, str],
               dockerfile: Dockerfile, root: Path, chosen: Sequence[Any],
               ignore: IgnoreRules | None, shown: str) -> Image:
         from composer.runtime.images.build import expand
@@ -434,7 +374,7 @@ class Builder:
 
     def _run_mounts(self, request: BuildRequest, dockerfile: Dockerfile, ignore: IgnoreRules,
                     instruction: Instruction, env: dict[str, str],
-                    built: Mapping[int, _State], where: str,
+                    built: Mapping[int, State], where: str,
                     held: contextlib.ExitStack) -> tuple[list[Any], str]:
         """RUN ``--mount``s as container mounts, and the digest of what bind mounts bring
         (part of the step's key; a cache mount's content never is, as in BuildKit).
@@ -474,14 +414,9 @@ class Builder:
                 root = request.context
                 excluded: Callable[[str], bool] = ignore.matches
                 if mount.from_:
-                    stage = dockerfile.stage(mount.from_) if not mount.from_.isdigit() or \
-                        int(mount.from_) < len(dockerfile.stages) else None
-                    image = built[stage.index].image if stage is not None and \
-                        stage.index in built else self._base(mount.from_, False, dockerfile,
-                                                             instruction.line)
-                    if image is None:
-                        raise BuildError(f"{where}: --mount from={mount.from_}: no files")
-                    root = held.enter_context(self._files_of(image))
+                    root = held.enter_context(self._files_from(
+                        mount.from_, dockerfile, built, instruction,
+                        f"{where}: --mount from={mount.from_}"))
                     excluded = lambda _: False  # noqa: E731 (an image has no .dockerignore)
                 try:
                     chosen = sources(root, [mount.source or "."], excluded=excluded)
@@ -495,7 +430,7 @@ class Builder:
                                  "by composer's builder yet")
         return mounts, "".join(digests)
 
-    def _run(self, request: BuildRequest, state: _State, instruction: Instruction,
+    def _run(self, request: BuildRequest, state: State, instruction: Instruction,
              step: Step, where: str, mounts: Sequence[Any] = ()) -> Image:
         from composer.engine.etcfiles import drop_mount_points
         from composer.runtime.images.build import run_script
@@ -539,7 +474,7 @@ class Builder:
             self.m.remove(row.id, force=True)
 
 
-def _changes(state: _State) -> dict[str, Any]:
+def _changes(state: State) -> dict[str, Any]:
     """The stage's config as changes to its image's: what it set, and None for what it took
     away (an inherited CMD a new ENTRYPOINT resets, the ONBUILD triggers a child runs)."""
     base = (state.image.config.get("config") or {}) if state.image is not None else {}
@@ -589,72 +524,3 @@ def _id_of(name: str, entries: Sequence[Any], what: str, text: str) -> int:
             return int(entry.uid if what == "user" else entry.gid)
     raise BuildError(f"--chown={text}: no {what} {name} in the image's "
                      f"/etc/{'passwd' if what == 'user' else 'group'}")
-
-
-
-class BuildRoutes:
-    """``POST /v1/build``: a build of a context on this host (the engine reads it in place:
-    it runs on the same machine as root), answered once it is done with every step."""
-
-    def __init__(self, manager: ContainerManager) -> None:
-        self.m = manager
-
-    def add_to(self, router: Any) -> None:
-        router.add("POST", "/v1/build", self.build)
-
-    def build(self, request: Any) -> Any:
-        from composer.engine.server import ApiError
-
-        body = request.body or {}
-        try:
-            context = Path(str(body["context"]))
-        except KeyError:
-            raise ApiError(400, "a build needs its context directory") from None
-        if not context.is_dir():
-            raise ApiError(400, f"the build context {context} is not a directory")
-        dockerfile = body.get("dockerfile")
-        build_request = BuildRequest(
-            context=context,
-            dockerfile=(context / str(dockerfile)) if dockerfile else None,
-            dockerfile_text=body.get("dockerfile_text"),
-            labels={str(k): str(v) for k, v in (body.get("labels") or {}).items()},
-            tags=tuple(str(t) for t in body.get("tags") or ()),
-            build_args={str(k): str(v) for k, v in (body.get("build_args") or {}).items()},
-            target=body.get("target") or None, no_cache=bool(body.get("no_cache")),
-            pull=bool(body.get("pull")), network=str(body.get("network") or "bridge"))
-        if not body.get("stream"):
-            builder = Builder(self.m)
-            image = builder.build(build_request)
-            return {"Id": image.id, "Steps": [step.to_json() for step in builder.steps]}
-        from composer.engine.server import Stream
-
-        return Stream(self._streamed(build_request))
-
-    def _streamed(self, build_request: BuildRequest) -> Iterator[dict[str, Any]]:
-        """The build's events as they happen: ``{"output": line, "step": ...}`` while a RUN
-        prints, ``{"step": {...}}`` when a step is done, then ``{"id": ...}`` or
-        ``{"error": message}`` last. The build runs in a thread of its own, so a reader
-        that goes away does not stop it half way."""
-        import queue
-        import threading
-
-        events: queue.Queue[dict[str, Any] | None] = queue.Queue()
-        builder = Builder(self.m, emit=lambda step: events.put({"step": step.to_json()}),
-                          output=lambda step, line: events.put(
-                              {"output": line, "instruction": step.instruction}))
-
-        def work() -> None:
-            try:
-                events.put({"id": builder.build(build_request).id})
-            except ComposerError as e:
-                events.put({"error": str(e)})
-            except Exception as e:
-                # A bug: the client hears of it, and the engine's log gets the traceback.
-                events.put({"error": f"the build failed: {e}"})
-                raise
-            finally:
-                events.put(None)
-
-        threading.Thread(target=work, name="composer-build", daemon=True).start()
-        while (event := events.get()) is not None:
-            yield event

@@ -66,6 +66,8 @@ class BuildRequest:
     no_cache: bool = False
     pull: bool = False
     network: str = "bridge"
+    shm_size: int | None = None  # RUN containers' /dev/shm, bytes
+    extra_hosts: tuple[str, ...] = ()  # RUN containers' /etc/hosts: NAME:IP (or host-gateway)
 
 
 @dataclass
@@ -452,7 +454,8 @@ class Builder:
             env={**state.scope.run_env()}, user=state.config.get("User") or None,
             working_dir=state.config.get("WorkingDir") or None,
             network={"default": request.network}.get(network, network),
-            mounts=tuple(mounts), labels={"io.composer.build": "true"})
+            mounts=tuple(mounts), shm_size=request.shm_size,
+            extra_hosts=request.extra_hosts, labels={"io.composer.build": "true"})
         row = self.m.create(spec)
         try:
             self.m.start(row.id)

@@ -42,7 +42,9 @@ class BuildRoutes:
             tags=tuple(str(t) for t in body.get("tags") or ()),
             build_args={str(k): str(v) for k, v in (body.get("build_args") or {}).items()},
             target=body.get("target") or None, no_cache=bool(body.get("no_cache")),
-            pull=bool(body.get("pull")), network=str(body.get("network") or "bridge"))
+            pull=bool(body.get("pull")), network=str(body.get("network") or "bridge"),
+            shm_size=int(body["shm_size"]) if body.get("shm_size") else None,
+            extra_hosts=tuple(str(h) for h in body.get("extra_hosts") or ()))
         if not body.get("stream"):
             builder = Builder(self.m)
             image = builder.build(build_request)

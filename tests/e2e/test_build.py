@@ -223,7 +223,8 @@ def test_composer_build_builds_the_services_of_a_project(engine: Engine,
     (project / "api/Dockerfile").write_text(
         "FROM local/busybox AS base\nARG FLAVOUR=plain\nRUN echo $FLAVOUR > /flavour\n"
         "FROM base AS test\nRUN echo test > /stage\n"
-        "FROM base AS prod\nRUN echo prod > /stage\n")
+        "FROM base AS prod\nRUN echo prod > /stage\n"
+        "RUN df -k /dev/shm | tail -1 | awk '{print $2}' > /shm && grep db /etc/hosts > /hosts\n")
     (project / "compose.yaml").write_text("""\
 services:
   api:
@@ -234,6 +235,8 @@ services:
       labels: {org.example.team: core}
       tags: [local/api:extra]
       shm_size: 64m
+      extra_hosts: ["db:10.9.8.7"]
+      cache_from: [local/api:cache]
   web:
     image: local/web:1
     build:
@@ -246,15 +249,17 @@ services:
 """)
     done = engine.cli("-f", str(project / "compose.yaml"), "build", timeout=300)
     assert done.returncode == 0, done.stderr
-    assert "services.api.build.shm_size is ignored: not implemented yet" in done.stderr
+    assert "services.api.build.cache_from is ignored: not implemented yet" in done.stderr
+    assert "shm_size" not in done.stderr and "extra_hosts" not in done.stderr
     assert "Built api" in done.stdout and "Built web" in done.stdout
     assert "Building db" not in done.stdout  # an image, nothing to build
     api = _image(engine, "proj-api")
     assert _image(engine, "local/api:extra")["Id"] == api["Id"]
     assert api["Config"]["config"]["Labels"] == {"org.example.team": "core"}
     shown = engine.cli("container", "run", "--rm", "--network", "none", "proj-api", "cat",
-                       "/flavour", "/stage")
-    assert shown.stdout == "spicy\nprod\n", shown.stderr
+                       "/flavour", "/stage", "/shm", "/hosts")
+    assert shown.stdout.split("\n")[:4] == ["spicy", "prod", "65536", "10.9.8.7\tdb"], \
+        shown.stdout
     web = engine.cli("container", "run", "--rm", "--network", "none", "local/web:1")
     assert web.stdout == "inline\n", web.stderr
     again = engine.cli("-f", str(project / "compose.yaml"), "build", "api", timeout=300)

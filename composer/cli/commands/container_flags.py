@@ -96,7 +96,7 @@ def pairs(items: list[str], what: str) -> dict[str, str]:
     return out
 
 
-def _bytes(text: str | None, flag: str) -> int | None:
+def byte_size(text: str | None, flag: str) -> int | None:
     if text is None:
         return None
     from composer.manifest.shortsyntax import parse_bytes
@@ -190,7 +190,7 @@ def _logging(items: list[str]) -> dict[str, Any]:
                          "and max-file")
     max_file = int(opts.get("max-file", "1"))
     return {"driver": "json-file",
-            "max_size": _bytes(opts.get("max-size"), "--log-opt max-size"),
+            "max_size": byte_size(opts.get("max-size"), "--log-opt max-size"),
             "max_file": max_file}
 
 
@@ -253,7 +253,7 @@ def spec_from_options(options: argparse.Namespace) -> dict[str, Any]:
         "privileged": options.privileged, "cap_add": options.cap_add,
         "cap_drop": options.cap_drop, "mounts": _mounts(options),
         "volumes_from": options.volumes_from,
-        "shm_size": _bytes(options.shm_size, "--shm-size"),
+        "shm_size": byte_size(options.shm_size, "--shm-size"),
         "ulimits": _ulimits(options.ulimit), "sysctls": pairs(options.sysctl, "--sysctl"),
         "devices": devices, "security_opt": options.security_opt,
         "group_add": options.group_add, "ipc": options.ipc, "pid": options.pid,
@@ -261,9 +261,9 @@ def spec_from_options(options: argparse.Namespace) -> dict[str, Any]:
         "extra_hosts": options.add_host, "dns": options.dns, "dns_search": options.dns_search,
         "dns_opt": options.dns_option, "links": options.link,
         "resources": {
-            "memory": _bytes(options.memory, "--memory"),
-            "memory_swap": _bytes(options.memory_swap, "--memory-swap"),
-            "memory_reservation": _bytes(options.memory_reservation, "--memory-reservation"),
+            "memory": byte_size(options.memory, "--memory"),
+            "memory_swap": byte_size(options.memory_swap, "--memory-swap"),
+            "memory_reservation": byte_size(options.memory_reservation, "--memory-reservation"),
             "cpus": options.cpus, "cpu_shares": options.cpu_shares,
             "cpuset_cpus": options.cpuset_cpus, "cpuset_mems": None,
             "pids_limit": options.pids_limit},

@@ -34,6 +34,9 @@ def register(commands: Any) -> None:
     p.add_argument("--no-cache", action="store_true", help="run every step again")
     p.add_argument("--pull", action="store_true", help="pull every base image again")
     p.add_argument("--network", default="bridge", help="RUN's network (default: bridge)")
+    p.add_argument("--shm-size", metavar="SIZE", help="RUN's /dev/shm size (64m)")
+    p.add_argument("--add-host", action="append", default=[], metavar="NAME:IP",
+                   help="an /etc/hosts entry for RUN (IP may be host-gateway)")
     p.add_argument("-q", "--quiet", action="store_true", help="print only the image id")
     p = verbs.add_parser("pull", help="pull an image from a registry")
     p.add_argument("name")
@@ -244,7 +247,7 @@ def _history(app: App, store: Any, options: argparse.Namespace) -> int:
 def _build(app: App, options: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from composer.cli.commands.container_flags import pairs
+    from composer.cli.commands.container_flags import byte_size, pairs
     from composer.cli.commands.engine import engine_client
     from composer.cli.commands.project_build import stream_build
     from composer.errors import ComposerError
@@ -261,7 +264,9 @@ def _build(app: App, options: argparse.Namespace) -> int:
         relative = None
     body = {"context": str(context), "dockerfile": relative, "tags": options.tag,
             "build_args": pairs(options.build_arg, "--build-arg"), "target": options.target,
-            "no_cache": options.no_cache, "pull": options.pull, "network": options.network}
+            "no_cache": options.no_cache, "pull": options.pull, "network": options.network,
+            "shm_size": byte_size(options.shm_size, "--shm-size") if options.shm_size else None,
+            "extra_hosts": options.add_host}
     try:
         image_id = stream_build(app, engine_client(options), body, quiet=options.quiet)
     except ComposerError as exc:

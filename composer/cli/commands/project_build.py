@@ -17,7 +17,8 @@ from composer.errors import ComposerError
 
 #: The ``build:`` attributes ``composer build`` honours; the others are warned about.
 HONOURED = frozenset({"context", "dockerfile", "dockerfile_inline", "args", "target",
-                      "labels", "tags", "network", "no_cache", "pull"})
+                      "labels", "tags", "network", "no_cache", "pull", "shm_size",
+                      "extra_hosts"})
 
 
 def register(commands: Any) -> None:
@@ -54,6 +55,9 @@ def build_body(project: Any, service: Any, options: argparse.Namespace) -> dict[
         "network": spec.get("network") or "bridge",
         "no_cache": bool(options.no_cache or spec.get("no_cache")),
         "pull": bool(options.pull or spec.get("pull")),
+        # The loader gives bytes, and NAME=IP (Compose's canonical form) for the hosts.
+        "shm_size": int(spec["shm_size"]) if spec.get("shm_size") else None,
+        "extra_hosts": [str(h).replace("=", ":", 1) for h in spec.get("extra_hosts") or ()],
     }
 
 

@@ -8,7 +8,8 @@ content of its sources); a miss runs it:
   ONBUILD change the config only (an ``empty_layer`` history entry, as Docker records them);
   ARG changes nothing in the image.
 - COPY places its sources in a fresh upper directory (``build/context.py``) and commits it as
-  a layer; ``--from`` reads an earlier stage's (or an image's) files through its layers. ADD
+  a layer (heredocs too); ``--from`` reads an earlier stage's (or an image's) files through its
+  layers. ADD
   is COPY that unpacks local tar archives (compressed or not) into the destination.
 - RUN runs in a real container of the current image under the OCI runtime (the engine's own
   containers, on the build's network), and its overlay upper dir becomes the layer, through
@@ -271,10 +272,9 @@ class Builder:
             sources,
         )
 
-        words = [expand(w, env, escape=dockerfile.escape) for w in instruction.words]
         if instruction.heredocs:
-            raise BuildError(f"{where}: COPY of heredocs is not supported by composer's "
-                             "builder yet")
+            return self._heredoc_inputs(instruction, env, held, where)
+        words = [expand(w, env, escape=dockerfile.escape) for w in instruction.words]
         if len(words) < 2:
             raise BuildError(f"{where}: COPY needs a source and a destination")
         names = words[:-1]
@@ -295,6 +295,30 @@ class Builder:
             return root, chosen, content_digest(root, chosen, excluded=excluded)
         except ContextError as e:
             raise BuildError(f"{where}: COPY {e}") from e
+
+    def _heredoc_inputs(self, instruction: Instruction, env: dict[str, str],
+                        held: contextlib.ExitStack, where: str) -> tuple[Path, list[Any], str]:
+        """``COPY <<EOF /path``: each heredoc a file (0644, named by its delimiter) in a
+        folder of its own, copied as a context file would be; its text expanded unless the
+        delimiter was quoted."""
+        from composer.runtime.images.build import expand_heredoc
+        from composer.runtime.images.build.context import content_digest, sources
+
+        folder = Path(held.enter_context(tempfile.TemporaryDirectory(
+            dir=self.m.images.root / "tmp", prefix="heredoc-")))
+        by_word = {doc.word: doc for doc in instruction.heredocs}
+        names = []
+        for word in instruction.words[:-1]:
+            doc = by_word.get(word)
+            if doc is None:
+                raise BuildError(f"{where}: {instruction.keyword} cannot mix heredocs and "
+                                 f"context files yet ({word}): give each its own line")
+            path = folder / doc.name
+            path.write_text(expand_heredoc(doc.text, env) if doc.expand else doc.text)
+            path.chmod(0o644)
+            names.append(doc.name)
+        chosen = sources(folder, names)
+        return folder, chosen, content_digest(folder, chosen)
 
     def _owner(self, image: Image | None, text: str) -> tuple[int, int]:
         """``--chown``'s ``user[:group]`` as numbers: names from the image's /etc/passwd and

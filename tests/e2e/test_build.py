@@ -315,3 +315,16 @@ def test_onbuild_triggers_run_in_the_child_and_entrypoint_resets_cmd(engine: Eng
     shown = engine.cli("container", "run", "--rm", "--network", "none", "local/built:1",
                        "/seen")
     assert shown.stdout == "from the child's context\n", shown.stderr
+
+
+def test_copy_heredocs_become_files(engine: Engine, tmp_path: Path) -> None:
+    context = tmp_path / "ctx"
+    context.mkdir()
+    (context / "Dockerfile").write_text(
+        "FROM local/busybox\nARG NAME=world\n"
+        "COPY <<EOF /etc/greeting\nhello $NAME\nEOF\n"
+        "COPY <<'RAW' <<two /notes/\nliteral $NAME\nRAW\nsecond\ntwo\n")
+    _build(engine, context, "--build-arg", "NAME=builder")
+    shown = _run(engine, "sh", "-c", "cat /etc/greeting /notes/RAW /notes/two; "
+                 "stat -c %a /etc/greeting")
+    assert shown == "hello builder\nliteral $NAME\nsecond\n644\n", shown

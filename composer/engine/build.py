@@ -7,10 +7,10 @@ content of its sources); a miss runs it:
 - ENV, LABEL, WORKDIR, USER, CMD, ENTRYPOINT, EXPOSE, VOLUME, STOPSIGNAL, SHELL, HEALTHCHECK and
   ONBUILD change the config only (an ``empty_layer`` history entry, as Docker records them);
   ARG changes nothing in the image.
-- COPY places its sources in a fresh upper directory (``build/context.py``) and commits it as
-  a layer (heredocs too); ``--from`` reads an earlier stage's (or an image's) files through its
-  layers. ADD
-  is COPY that unpacks local tar archives (compressed or not) into the destination.
+- COPY places its sources (or its heredocs) in a fresh upper directory (``build/context.py``)
+  and commits it as a layer; ``--from`` reads an earlier stage's (or an image's) files through
+  its layers. ADD is COPY that unpacks local tar archives (compressed or not) into the
+  destination.
 - RUN runs in a real container of the current image under the OCI runtime (the engine's own
   containers, on the build's network), and its overlay upper dir becomes the layer, through
   the same diff as ``container commit``.

@@ -82,8 +82,9 @@ class Step:
     output: list[str] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
+        """The step as the stream reports it when done (its output went out line by line)."""
         return {"stage": self.stage, "instruction": self.instruction, "cached": self.cached,
-                "seconds": round(self.seconds, 3), "output": self.output}
+                "seconds": round(self.seconds, 3)}
 
 
 @dataclass
@@ -107,7 +108,6 @@ class Builder:
         self.m = manager
         self.emit = emit
         self.output = output
-        self.steps: list[Step] = []
 
     def build(self, request: BuildRequest) -> Image:
         from composer.runtime.images.build import (
@@ -219,7 +219,6 @@ class Builder:
             self._finish(request, dockerfile, ignore, state, instruction, env, step, shown,
                          where, content, source_root, copy_sources, run_mounts)
         step.seconds = time.monotonic() - began
-        self.steps.append(step)
         self.emit(step)
 
     def _finish(self, request: BuildRequest, dockerfile: Dockerfile, ignore: IgnoreRules,
@@ -323,6 +322,7 @@ class Builder:
     def _owner(self, image: Image | None, text: str) -> tuple[int, int]:
         """``--chown``'s ``user[:group]`` as numbers: names from the image's /etc/passwd and
         /etc/group; a user alone means its uid as the gid too, as Docker has it."""
+        from composer.runtime.inroot import read_text
         from composer.runtime.users import parse_group, parse_passwd
 
         user, _, group = text.partition(":")
@@ -330,8 +330,8 @@ class Builder:
         groups: list[Any] = []
         if not (user.isdigit() and (not group or group.isdigit())) and image is not None:
             with self._files_of(image) as files:
-                passwd = parse_passwd(_read(files / "etc/passwd"))
-                groups = parse_group(_read(files / "etc/group"))
+                passwd = parse_passwd(read_text(files, "/etc/passwd"))
+                groups = parse_group(read_text(files, "/etc/group"))
         uid = _id_of(user, passwd, "user", text)
         return uid, _id_of(group, groups, "group", text) if group else uid
 
@@ -506,14 +506,6 @@ def _changes(state: State) -> dict[str, Any]:
     away (an inherited CMD a new ENTRYPOINT resets, the ONBUILD triggers a child runs)."""
     base = (state.image.config.get("config") or {}) if state.image is not None else {}
     return {**{key: None for key in base if key not in state.config}, **state.config}
-
-
-def _read(path: Path) -> str | None:
-    """A file of an image's files, not following a symlink out of them."""
-    try:
-        return path.read_text() if not path.is_symlink() else None
-    except OSError:
-        return None
 
 
 def _is_archive(path: Path) -> bool:

@@ -1,4 +1,4 @@
-"""``POST /v1/build``: the builder over the engine's API, answered at the end or streamed."""
+"""``POST /v1/build``: the builder over the engine's API, its events streamed as ndjson."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ if TYPE_CHECKING:
 
 class BuildRoutes:
     """``POST /v1/build``: a build of a context on this host (the engine reads it in place:
-    it runs on the same machine as root), answered once it is done with every step."""
+    it runs on the same machine as root), its events streamed as they happen."""
 
     def __init__(self, manager: ContainerManager) -> None:
         self.m = manager
@@ -45,10 +45,6 @@ class BuildRoutes:
             pull=bool(body.get("pull")), network=str(body.get("network") or "bridge"),
             shm_size=int(body["shm_size"]) if body.get("shm_size") else None,
             extra_hosts=tuple(str(h) for h in body.get("extra_hosts") or ()))
-        if not body.get("stream"):
-            builder = Builder(self.m)
-            image = builder.build(build_request)
-            return {"Id": image.id, "Steps": [step.to_json() for step in builder.steps]}
         from composer.engine.server import Stream
 
         return Stream(self._streamed(build_request))

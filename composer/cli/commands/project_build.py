@@ -32,7 +32,7 @@ def register(commands: Any) -> None:
 
 
 def build_body(project: Any, service: Any, options: argparse.Namespace) -> dict[str, Any]:
-    """The engine's build request for one service (pure: for the tests too)."""
+    """The engine's build request for one service."""
     from composer.cli.commands.container_flags import pairs
     from composer.plan.reconcile import image_ref
 
@@ -68,7 +68,7 @@ def stream_build(app: App, engine: Any, body: dict[str, Any], *, label: str = ""
     Returns the image id; a failed build aborts with the builder's message."""
     prefix = f"{label} " if label else ""
     done = 0
-    for event in engine.stream("POST", "/v1/build", {**body, "stream": True}):
+    for event in engine.stream("POST", "/v1/build", body):
         if "error" in event:
             app.abort(f"{prefix.strip() + ': ' if label else ''}{event['error']}")
         if quiet:

@@ -11,9 +11,9 @@ from collections.abc import Sequence
 # Compose's subcommands that composer has not implemented yet; they fail with a clear word
 # instead of argparse's "invalid choice".
 PLANNED = {
-    "attach", "commit", "cp", "create", "down", "events", "exec", "export",
-    "kill", "logs", "ls", "pause", "port", "ps", "publish", "restart", "rm",
-    "run", "scale", "start", "stats", "stop", "top", "unpause", "volumes", "wait",
+    "attach", "commit", "cp", "events", "exec", "export",
+    "kill", "logs", "pause", "port", "ps", "publish", "restart", "rm",
+    "scale", "start", "stats", "stop", "top", "unpause", "volumes", "wait",
     "watch",
 }
 

@@ -50,6 +50,10 @@ def setup(ctx: EngineContext, router: Router) -> Callable[[], None]:
     from composer.engine.build_routes import BuildRoutes
 
     BuildRoutes(manager).add_to(router)
+    from composer.engine.project_routes import ProjectRoutes
+    from composer.engine.projects import ProjectManager
+
+    ProjectRoutes(ProjectManager(manager)).add_to(router)
 
     def cleanup() -> None:
         supervisor.stop()

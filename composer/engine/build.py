@@ -7,26 +7,25 @@ content of its sources); a miss runs it:
 - ENV, LABEL, WORKDIR, USER, CMD, ENTRYPOINT, EXPOSE, VOLUME, STOPSIGNAL, SHELL, HEALTHCHECK and
   ONBUILD change the config only (an ``empty_layer`` history entry, as Docker records them);
   ARG changes nothing in the image.
-- COPY places its sources (or its heredocs) in a fresh upper directory (``build/context.py``)
-  and commits it as a layer; ``--from`` reads an earlier stage's (or an image's) files through
-  its layers. ADD is COPY that unpacks local tar archives (compressed or not) into the
-  destination.
+- COPY places its sources (context files, heredocs, or both) in a fresh upper directory
+  (``build_copy``, ``build/context.py``) and commits it as a layer; ``--from`` reads an
+  earlier stage's (or an image's) files through its layers. ADD is COPY that unpacks local
+  tar archives (compressed or not) into the destination.
 - RUN runs in a real container of the current image under the OCI runtime (the engine's own
   containers, on the build's network), and its overlay upper dir becomes the layer, through
   the same diff as ``container commit``.
 
-``RUN --mount=type=cache`` (a directory of the state root's kept between builds) and
-``type=bind`` (read-only, of the context, a stage or an image) are mounted into the RUN's
-container; a base image's ONBUILD triggers run first. Not yet: ADD of URLs and git sources,
-``RUN --mount=type=secret`` and ``--platform`` other than the host's; each is refused with
-its line rather than half done.
+``RUN --mount`` (cache, bind read-only or with throwaway writes, secrets the build was given:
+``build_mounts``) and ``#!`` heredocs (a script run by its interpreter) are set up for the
+RUN's container; a base image's ONBUILD triggers run first. Only the host's platform is built
+for (``FROM --platform``, the request's ``platform``); another is refused. Not yet: ADD of
+URLs and git sources, refused with its line rather than half done.
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
-import os
 import tempfile
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -35,14 +34,18 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from composer.engine.build_config import DEFAULT_SHELL, configure
+from composer.engine.build_copy import CopyGroup, copy_inputs, copy_layer
+from composer.engine.build_mounts import BuildSecret
 from composer.errors import ComposerError
 from composer.state import build_cache
 
 if TYPE_CHECKING:
     # The builder's front-end (dockerfile-parse, pathspec) is imported at the first build,
     # not at every engine start.
+    from composer.engine.build_mounts import RunMounts
     from composer.engine.containers import ContainerManager
     from composer.runtime.images.build import ArgScope, Dockerfile, IgnoreRules, Instruction
+    from composer.runtime.images.platform import Platform
     from composer.runtime.images.store import Image
 
 CONFIG_ONLY = frozenset({"ENV", "LABEL", "WORKDIR", "USER", "CMD", "ENTRYPOINT", "EXPOSE",
@@ -69,6 +72,9 @@ class BuildRequest:
     network: str = "bridge"
     shm_size: int | None = None  # RUN containers' /dev/shm, bytes
     extra_hosts: tuple[str, ...] = ()  # RUN containers' /etc/hosts: NAME:IP (or host-gateway)
+    # By id: what RUN --mount=type=secret mounts (the values never in a repr or a log).
+    secrets: Mapping[str, BuildSecret] = field(default_factory=dict, repr=False)
+    platform: str | None = None  # --platform: accepted when it is this host's
 
 
 @dataclass
@@ -129,7 +135,12 @@ class Builder:
             shown_path = dockerfile_path.name
         dockerfile = parse(text, path=shown_path)
         ignore = IgnoreRules.load(request.context, dockerfile_path)
-        planned = plan(dockerfile, target=request.target, build_args=request.build_args)
+        host = _host_platform(request.platform, "--platform", None)
+        planned = plan(dockerfile, target=request.target, build_args=request.build_args,
+                       target_platform=host, build_platform=host)
+        for stage_plan in planned.stages:  # all refused before any is built
+            _host_platform(stage_plan.platform, "FROM --platform",
+                           f"{dockerfile.path}:{stage_plan.stage.line}")
         built: dict[int, State] = {}
         for stage_plan in planned.stages:
             stage = stage_plan.stage
@@ -160,7 +171,7 @@ class Builder:
             if request.labels:
                 final.config["Labels"] = {**(final.config.get("Labels") or {}),
                                           **request.labels}
-            image = commit_config(self.m.images, base=image, config_changes=_changes(final),
+            image = commit_config(self.m.images, base=image, config_changes=changes(final),
                                   created_by="LABEL " + " ".join(
                                       f"{k}={v}" for k, v in sorted(request.labels.items()))
                                   if request.labels else "")
@@ -206,25 +217,28 @@ class Builder:
         step = Step(label, shown)
         began = time.monotonic()
         content = ""
-        copy_sources: list[Any] = []
-        source_root = request.context
+        copies: list[CopyGroup] = []
         with contextlib.ExitStack() as held:
             if keyword in ("COPY", "ADD"):
-                source_root, copy_sources, content = self._copy_inputs(
-                    request, dockerfile, ignore, instruction, env, built, where, held)
-            run_mounts: list[Any] = []
+                copies, content = copy_inputs(self, request, dockerfile, ignore, instruction,
+                                              env, built, where, held)
+            mounts: RunMounts | None = None
             if keyword == "RUN" and instruction.mounts:
-                run_mounts, content = self._run_mounts(request, dockerfile, ignore,
-                                                       instruction, env, built, where, held)
-            self._finish(request, dockerfile, ignore, state, instruction, env, step, shown,
-                         where, content, source_root, copy_sources, run_mounts)
+                from composer.engine.build_mounts import resolve_mounts
+
+                mounts = resolve_mounts(self, request, dockerfile, ignore, instruction, env,
+                                        built, where, state.config.get("WorkingDir") or "/",
+                                        held)
+                content = mounts.content
+            self._finish(request, dockerfile, state, instruction, env, step, shown, where,
+                         content, copies, mounts, held)
         step.seconds = time.monotonic() - began
         self.emit(step)
 
-    def _finish(self, request: BuildRequest, dockerfile: Dockerfile, ignore: IgnoreRules,
-                state: State, instruction: Instruction, env: dict[str, str], step: Step,
-                shown: str, where: str, content: str, source_root: Path,
-                copy_sources: list[Any], run_mounts: list[Any]) -> None:
+    def _finish(self, request: BuildRequest, dockerfile: Dockerfile, state: State,
+                instruction: Instruction, env: dict[str, str], step: Step, shown: str,
+                where: str, content: str, copies: Sequence[CopyGroup],
+                mounts: RunMounts | None, held: contextlib.ExitStack) -> None:
         """The step's cache lookup, and its work on a miss."""
         keyword = instruction.keyword
         # From scratch there is no parent image yet: the config so far stands for it.
@@ -244,99 +258,21 @@ class Builder:
             step.cached = True
         else:
             if keyword == "RUN":
-                state.image = self._run(request, state, instruction, step, where, run_mounts)
+                state.image = self._run(request, state, instruction, step, where, mounts, held)
             elif keyword in ("COPY", "ADD"):
-                state.image = self._copy(state, instruction, env, dockerfile, source_root,
-                                         copy_sources, ignore if source_root ==
-                                         request.context else None, shown)
+                state.image = copy_layer(self, state, instruction, env, dockerfile, copies,
+                                         shown)
             else:
                 from composer.runtime.images.diff import commit_config
 
                 state.image = commit_config(self.m.images, base=state.image,
-                                            config_changes=_changes(state), created_by=shown)
+                                            config_changes=changes(state), created_by=shown)
             build_cache.record(self.m.db, key, state.image.id)
 
-    # -- COPY ----------------------------------------------------------------------------------
+    # -- files of stages and images -----------------------------------------------------------
 
-    def _copy_inputs(self, request: BuildRequest, dockerfile: Dockerfile, ignore: IgnoreRules,
-                     instruction: Instruction, env: dict[str, str],
-                     built: Mapping[int, State], where: str,
-                     held: contextlib.ExitStack) -> tuple[Path, list[Any], str]:
-        """Where COPY's sources are (the context, or a stage's or image's files, mounted
-        read-only for as long as ``held``), the sources and their content digest."""
-        from composer.runtime.images.build import expand
-        from composer.runtime.images.build.context import (
-            ContextError,
-            content_digest,
-            sources,
-        )
-
-        if instruction.heredocs:
-            return self._heredoc_inputs(instruction, env, held, where)
-        words = [expand(w, env, escape=dockerfile.escape) for w in instruction.words]
-        if len(words) < 2:
-            raise BuildError(f"{where}: COPY needs a source and a destination")
-        names = words[:-1]
-        remote = [n for n in names if "://" in n or n.startswith("git@")]
-        if remote:
-            raise BuildError(f"{where}: ADD {remote[0]}: remote sources (URLs, git) are not "
-                             "supported by composer's builder yet; fetch it beforehand and "
-                             "ADD the file")
-        origin = instruction.flag("from")
-        root = request.context
-        excluded: Callable[[str], bool] = ignore.matches
-        if origin:
-            root = held.enter_context(self._files_from(origin, dockerfile, built, instruction,
-                                                       f"{where}: COPY --from={origin}"))
-            excluded = lambda _: False  # noqa: E731 (an image has no .dockerignore)
-        try:
-            chosen = sources(root, names, excluded=excluded)
-            return root, chosen, content_digest(root, chosen, excluded=excluded)
-        except ContextError as e:
-            raise BuildError(f"{where}: COPY {e}") from e
-
-    def _heredoc_inputs(self, instruction: Instruction, env: dict[str, str],
-                        held: contextlib.ExitStack, where: str) -> tuple[Path, list[Any], str]:
-        """``COPY <<EOF /path``: each heredoc a file (0644, named by its delimiter) in a
-        folder of its own, copied as a context file would be; its text expanded unless the
-        delimiter was quoted."""
-        from composer.runtime.images.build import expand_heredoc
-        from composer.runtime.images.build.context import content_digest, sources
-
-        folder = Path(held.enter_context(tempfile.TemporaryDirectory(
-            dir=self.m.images.root / "tmp", prefix="heredoc-")))
-        by_word = {doc.word: doc for doc in instruction.heredocs}
-        names = []
-        for word in instruction.words[:-1]:
-            doc = by_word.get(word)
-            if doc is None:
-                raise BuildError(f"{where}: {instruction.keyword} cannot mix heredocs and "
-                                 f"context files yet ({word}): give each its own line")
-            path = folder / doc.name
-            path.write_text(expand_heredoc(doc.text, env) if doc.expand else doc.text)
-            path.chmod(0o644)
-            names.append(doc.name)
-        chosen = sources(folder, names)
-        return folder, chosen, content_digest(folder, chosen)
-
-    def _owner(self, image: Image | None, text: str) -> tuple[int, int]:
-        """``--chown``'s ``user[:group]`` as numbers: names from the image's /etc/passwd and
-        /etc/group; a user alone means its uid as the gid too, as Docker has it."""
-        from composer.runtime.inroot import read_text
-        from composer.runtime.users import parse_group, parse_passwd
-
-        user, _, group = text.partition(":")
-        passwd: list[Any] = []
-        groups: list[Any] = []
-        if not (user.isdigit() and (not group or group.isdigit())) and image is not None:
-            with self._files_of(image) as files:
-                passwd = parse_passwd(read_text(files, "/etc/passwd"))
-                groups = parse_group(read_text(files, "/etc/group"))
-        uid = _id_of(user, passwd, "user", text)
-        return uid, _id_of(group, groups, "group", text) if group else uid
-
-    def _files_from(self, origin: str, dockerfile: Dockerfile, built: Mapping[int, State],
-                    instruction: Instruction, what: str) -> contextlib.AbstractContextManager[Path]:
+    def files_from(self, origin: str, dockerfile: Dockerfile, built: Mapping[int, State],
+                   instruction: Instruction, what: str) -> contextlib.AbstractContextManager[Path]:
         """The files of ``origin`` (``--from``): a stage built before (by name or index), or
         else an image (pulled when missing)."""
         stage = dockerfile.stage(origin) if not origin.isdigit() or \
@@ -345,10 +281,10 @@ class Builder:
             else self._base(origin, False, dockerfile, instruction.line)
         if image is None:
             raise BuildError(f"{what}: that stage has no files (FROM scratch, nothing added)")
-        return self._files_of(image)
+        return self.files_of(image)
 
     @contextlib.contextmanager
-    def _files_of(self, image: Image) -> Iterator[Path]:
+    def files_of(self, image: Image) -> Iterator[Path]:
         """An image's files, as one read-only overlay of its layers."""
         from composer.runtime import rootfs
 
@@ -365,99 +301,18 @@ class Builder:
                 rootfs.unmount(place, keep_upper=False)
                 rootfs.remove(place)
 
-    def _copy(self, state: State, instruction: Instruction, env: dict[str, str],
-              dockerfile: Dockerfile, root: Path, chosen: Sequence[Any],
-              ignore: IgnoreRules | None, shown: str) -> Image:
-        from composer.runtime.images.build import expand
-        from composer.runtime.images.build.context import destination, stage_copy
-        from composer.runtime.images.diff import commit_layer
-
-        dest = destination(expand(instruction.words[-1], env, escape=dockerfile.escape),
-                           state.config.get("WorkingDir") or "/")
-        uid, gid = self._owner(state.image, expand(instruction.flag("chown") or "0", env))
-        chmod = instruction.flag("chmod")
-        mode = int(chmod, 8) if chmod else None
-        tmp = self.m.images.root / "tmp"
-        with tempfile.TemporaryDirectory(dir=tmp, prefix="copy-") as work:
-            upper = Path(work) / "upper"
-            upper.mkdir()
-            # ADD unpacks the local tar archives it is given (compressed or not) into the
-            # destination, their owners and modes kept; everything else is copied as COPY.
-            archives = [s for s in chosen if instruction.keyword == "ADD" and not s.is_dir
-                        and _is_archive(root / s.relative)]
-            plain = [s for s in chosen if s not in archives]
-            if plain:
-                stage_copy(root, plain, dest if not archives or dest.endswith("/")
-                           else dest + "/", upper, uid=uid, gid=gid, mode=mode,
-                           excluded=ignore.matches if ignore is not None else
-                           (lambda _: False))
-            for archive in archives:
-                _unpack(root / archive.relative, upper / dest.strip("/"))
-            return commit_layer(self.m.images, upper, base=state.image, ref=None,
-                                config_changes=_changes(state), created_by=shown)
-
     # -- RUN -----------------------------------------------------------------------------------
 
-    def _run_mounts(self, request: BuildRequest, dockerfile: Dockerfile, ignore: IgnoreRules,
-                    instruction: Instruction, env: dict[str, str],
-                    built: Mapping[int, State], where: str,
-                    held: contextlib.ExitStack) -> tuple[list[Any], str]:
-        """RUN ``--mount``s as container mounts, and the digest of what bind mounts bring
-        (part of the step's key; a cache mount's content never is, as in BuildKit).
-
-        - ``type=cache``: a directory of the state root's, ``build-cache/<id>``, kept between
-          builds (``id`` defaults to the target), made with its ``mode``/``uid``/``gid``.
-        - ``type=bind``: read-only, of the context (``.dockerignore`` applies to the key) or
-          of ``from=`` a stage or an image; ``rw`` is refused (BuildKit discards its writes).
-        - ``type=secret`` is refused until builds take secrets (``--secret``)."""
-        import hashlib
-
-        from composer.runtime.images.build import expand_mounts
-        from composer.runtime.images.build.context import (
-            ContextError,
-            content_digest,
-            sources,
-        )
-        from composer.runtime.spec import Mount
-
-        mounts: list[Any] = []
-        digests: list[str] = []
-        for mount in expand_mounts(instruction, env, escape=dockerfile.escape,
-                                   path=dockerfile.path):
-            target = mount.target or ""
-            if mount.type == "cache":
-                name = hashlib.sha256((mount.id or target).encode()).hexdigest()[:32]
-                place = self.m.layout.root / "build-cache" / name
-                if not place.is_dir():
-                    place.mkdir(parents=True)
-                    place.chmod(mount.mode if mount.mode is not None else 0o755)
-                    os.chown(place, mount.uid or 0, mount.gid or 0)
-                mounts.append(Mount("bind", target, str(place), read_only=mount.readonly))
-            elif mount.type == "bind":
-                if not mount.readonly:
-                    raise BuildError(f"{where}: RUN --mount=type=bind,rw is not supported "
-                                     "yet: bind mounts are read-only here")
-                root = request.context
-                excluded: Callable[[str], bool] = ignore.matches
-                if mount.from_:
-                    root = held.enter_context(self._files_from(
-                        mount.from_, dockerfile, built, instruction,
-                        f"{where}: --mount from={mount.from_}"))
-                    excluded = lambda _: False  # noqa: E731 (an image has no .dockerignore)
-                try:
-                    chosen = sources(root, [mount.source or "."], excluded=excluded)
-                    digests.append(content_digest(root, chosen, excluded=excluded))
-                except ContextError as e:
-                    raise BuildError(f"{where}: --mount source {e}") from e
-                mounts.append(Mount("bind", target, str(root / chosen[0].relative),
-                                    read_only=True))
-            else:
-                raise BuildError(f"{where}: RUN --mount=type={mount.type} is not supported "
-                                 "by composer's builder yet")
-        return mounts, "".join(digests)
-
     def _run(self, request: BuildRequest, state: State, instruction: Instruction,
-             step: Step, where: str, mounts: Sequence[Any] = ()) -> Image:
+             step: Step, where: str, resolved: RunMounts | None,
+             held: contextlib.ExitStack) -> Image:
+        from composer.engine.build_mounts import (
+            MadeMounts,
+            drop_stubs,
+            make_mounts,
+            plan_stubs,
+            script_mount,
+        )
         from composer.engine.etcfiles import drop_mount_points
         from composer.runtime.images.build import run_script
         from composer.runtime.images.diff import commit_layer
@@ -465,17 +320,30 @@ class Builder:
 
         if state.image is None:
             raise BuildError(f"{where}: RUN in a stage FROM scratch has nothing to run")
+        made = make_mounts(self, request, resolved, where, held) if resolved else MadeMounts()
+        mounts = list(made.mounts)
         if instruction.json_form is not None:
             command = list(instruction.json_form)
         else:
             script = run_script(instruction)
             if script.executable:
-                raise BuildError(f"{where}: a RUN heredoc with #! is not supported yet")
-            command = [*(state.config.get("Shell") or DEFAULT_SHELL), script.text]
+                # BuildKit's rule: a lone heredoc starting with #! is a script file run by
+                # its interpreter, not text for the shell.
+                mount = script_mount(self, instruction.heredocs[0].name, script.text, held)
+                mounts.append(mount)
+                command = [mount.target]
+            else:
+                command = [*(state.config.get("Shell") or DEFAULT_SHELL), script.text]
+        stubs = None
+        if made.targets:
+            with self.files_of(state.image) as files:
+                stubs = plan_stubs(files, made.targets)
         network = instruction.flag("network") or request.network
         spec = ContainerSpec(
             image=state.image.id, entrypoint=(), command=tuple(command),
-            env={**state.scope.run_env()}, user=state.config.get("User") or None,
+            # Secrets with env= are in the RUN's environment only, never in the step's key
+            # (that is state.scope.env) or the image's config.
+            env={**state.scope.run_env(), **made.env}, user=state.config.get("User") or None,
             working_dir=state.config.get("WorkingDir") or None,
             network={"default": request.network}.get(network, network),
             mounts=tuple(mounts), shm_size=request.shm_size,
@@ -494,52 +362,33 @@ class Builder:
                                  + (f"; its last output:\n{last}" if last else ""))
             upper = self.m.layout.container_dir(row.id) / "upper"
             drop_mount_points(upper)
+            if stubs is not None:
+                drop_stubs(upper, stubs)
             return commit_layer(self.m.images, upper, base=state.image, ref=None,
-                                config_changes=_changes(state),
+                                config_changes=changes(state),
                                 created_by=instruction.original.strip())
         finally:
             self.m.remove(row.id, force=True)
 
 
-def _changes(state: State) -> dict[str, Any]:
+def _host_platform(text: str | None, what: str, where: str | None) -> Platform:
+    """This host's platform, once ``text`` (a platform asked for, if any) is found to be it:
+    the builder runs RUN steps natively and emulates nothing."""
+    from composer.runtime.images.build.flags import Refused
+    from composer.runtime.images.build.platforms import check_host_platforms
+    from composer.runtime.images.platform import Platform
+
+    if not text:
+        return Platform.host()
+    try:
+        return check_host_platforms(text, what=what)
+    except Refused as e:
+        raise BuildError(f"{where + ': ' if where else ''}{e.message}"
+                         + (f"\n  hint: {e.hint}" if e.hint else "")) from None
+
+
+def changes(state: State) -> dict[str, Any]:
     """The stage's config as changes to its image's: what it set, and None for what it took
     away (an inherited CMD a new ENTRYPOINT resets, the ONBUILD triggers a child runs)."""
     base = (state.image.config.get("config") or {}) if state.image is not None else {}
     return {**{key: None for key in base if key not in state.config}, **state.config}
-
-
-def _is_archive(path: Path) -> bool:
-    import tarfile
-
-    try:
-        return path.is_file() and not path.is_symlink() and tarfile.is_tarfile(path)
-    except OSError:
-        return False
-
-
-def _unpack(archive: Path, target: Path) -> None:
-    """Unpack ``archive`` into ``target`` (inside a layer's upper dir): nothing may land
-    outside it (absolute names, ``..``, links out are refused), owners and modes as the
-    archive has them, setuid bits included, as Docker's ADD keeps them."""
-    import tarfile
-
-    def keep_modes(member: tarfile.TarInfo, dest: str) -> tarfile.TarInfo:
-        checked = tarfile.tar_filter(member, dest)  # raises for what would leave ``dest``
-        return checked.replace(mode=member.mode, deep=False)
-
-    target.mkdir(parents=True, exist_ok=True)
-    try:
-        with tarfile.open(archive) as tar:
-            tar.extractall(target, numeric_owner=True, filter=keep_modes)
-    except (tarfile.TarError, OSError) as e:
-        raise BuildError(f"ADD {archive.name}: cannot unpack it: {e}") from e
-
-
-def _id_of(name: str, entries: Sequence[Any], what: str, text: str) -> int:
-    if name.isdigit():
-        return int(name)
-    for entry in entries:
-        if entry.name == name:
-            return int(entry.uid if what == "user" else entry.gid)
-    raise BuildError(f"--chown={text}: no {what} {name} in the image's "
-                     f"/etc/{'passwd' if what == 'user' else 'group'}")

@@ -191,6 +191,23 @@ class ContainerManager:
         self._notify()
         return row
 
+    def rename(self, ref: str, new_name: str) -> ContainerRow:
+        """Give it another name (the last step of a compose recreate). Its DNS records follow
+        at once when it runs."""
+        if not names.valid(new_name):
+            raise ContainerError(f'Invalid container name "{new_name}": only '
+                                 "[a-zA-Z0-9][a-zA-Z0-9_.-] are allowed")
+        row = self.find(ref)
+        with self.lock(row.id):
+            other = rows.find(self.db, new_name)
+            if other is not None and other.id != row.id:
+                raise Conflict(f'Conflict. The container name "/{new_name}" is already in use '
+                               f"by container {other.id}")
+            self._set(row.id, name=new_name, spec={**row.spec, "name": new_name})
+            if row.status in RUNNING:
+                self.networks.refresh()
+        return self.find(row.id)
+
     # -- start ----------------------------------------------------------------------------------
 
     def start(self, ref: str, *,

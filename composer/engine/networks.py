@@ -449,6 +449,11 @@ class NetworkManager:
                     rows.update(self.db, row.id, ports=None)
             self._sync()
 
+    def refresh(self) -> None:
+        """Rewrite the NAT table, DNS records and proxy entries (after a rename, say)."""
+        with self._lock:
+            self._sync()
+
     def _sync(self) -> None:
         """Rebuild the NAT table, the resolver's records and the IPv6 port proxy's entries
         from the store."""

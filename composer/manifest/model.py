@@ -151,6 +151,27 @@ def build_project(loaded: Loaded) -> Project:
     )
 
 
+def project_document(project: Project) -> dict[str, Any]:
+    """The project as plain JSON-able data: what the CLI sends the engine for ``up``."""
+    return {"name": project.name, "working_dir": project.working_dir,
+            "files": list(project.files), "environment": dict(project.environment),
+            "profiles": list(project.profiles), "tree": project.to_dict()}
+
+
+def project_from_document(document: Mapping[str, Any]) -> Project:
+    """The :class:`Project` of :func:`project_document`'s data (no warnings: the CLI that
+    loaded the files has shown them)."""
+    tree = dict(document["tree"])
+    services = {name: _service(name, spec) for name, spec in (tree.get("services") or {}).items()}
+    return Project(
+        name=str(document["name"]), working_dir=str(document["working_dir"]),
+        files=tuple(document.get("files") or ()), services=MappingProxyType(services),
+        networks=_resources(tree, "networks"), volumes=_resources(tree, "volumes"),
+        secrets=_resources(tree, "secrets"), configs=_resources(tree, "configs"),
+        environment=MappingProxyType(dict(document.get("environment") or {})),
+        profiles=tuple(document.get("profiles") or ()), warnings=(), spec=_freeze(tree))
+
+
 def _resources(tree: dict[str, Any], key: str) -> Mapping[str, Resource]:
     out = {}
     for name, spec in (tree.get(key) or {}).items():

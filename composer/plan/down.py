@@ -48,6 +48,10 @@ def plan_down(desired: Project, observed: Observed, options: DownOptions | None 
     orphans = sorted((c for c in observed.containers
                       if c.service not in desired.services and not c.oneoff),
                      key=lambda c: (c.service, c.number, c.name))
+    # One-off containers (`run`) go with the project, as in Compose.
+    oneoffs = sorted((c for c in observed.containers if c.oneoff), key=lambda c: c.name)
+    removals += _remove_containers(out, oneoffs, options, Kind.CONTAINER, [],
+                                   reason="one-off")
     if orphans and options.remove_orphans:
         removals += _remove_containers(out, orphans, options, Kind.CONTAINER, [])
     elif orphans:
@@ -68,19 +72,21 @@ def plan_down(desired: Project, observed: Observed, options: DownOptions | None 
 
 
 def _remove_containers(out: PlanBuilder, containers: list[ObservedContainer],
-                       options: DownOptions, kind: Kind, after: list[int]) -> list[int]:
+                       options: DownOptions, kind: Kind, after: list[int],
+                       reason: str | None = None) -> list[int]:
     removed: list[int] = []
     # The highest numbers go first, as when scaling down.
     for container in sorted(containers, key=lambda c: c.number, reverse=True):
         address = (Address(kind, container.service, container.number) if kind is Kind.SERVICE
                    else Address(kind, container.name))
-        reason = "down" if kind is Kind.SERVICE else f"orphan of service {container.service}"
+        why = reason or ("down" if kind is Kind.SERVICE else
+                         f"orphan of service {container.service}")
         stop = None
         if container.state == RUNNING:
-            stop = out.add(Action.STOP, address, reason, requires=after,
+            stop = out.add(Action.STOP, address, why, requires=after,
                            params={"name": container.name, "timeout": options.timeout})
         action = Action.REMOVE if kind is Kind.SERVICE else Action.REMOVE_ORPHAN
-        removed.append(out.add(action, address, reason, requires=[stop] if stop else after,
+        removed.append(out.add(action, address, why, requires=[stop] if stop else after,
                                params={"name": container.name, "volumes": options.volumes}))
     return removed
 

@@ -204,6 +204,25 @@ MIGRATIONS: list[tuple[int, str]] = [
         CREATE INDEX build_cache_image_id ON build_cache(image_id);
         """,
     ),
+    (
+        7,
+        """
+        -- Compose projects the engine brought up: the desired project (the normalized model
+        -- and the options of the last up) so that `ls` and later reconciles know it without
+        -- the compose files. A project's row goes with `down`.
+        CREATE TABLE projects (
+            name     TEXT PRIMARY KEY NOT NULL,
+            desired  TEXT NOT NULL,
+            updated  REAL NOT NULL
+        );
+        -- The hashed configuration each project container was created from: the planner's
+        -- field-level reasons ("environment.DEBUG changed") compare against it.
+        CREATE TABLE service_configs (
+            container_id TEXT PRIMARY KEY NOT NULL REFERENCES containers(id) ON DELETE CASCADE,
+            config       TEXT NOT NULL
+        );
+        """,
+    ),
 ]
 
 

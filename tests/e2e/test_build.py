@@ -201,8 +201,10 @@ def test_run_mounts_a_cache_kept_between_builds_and_read_only_binds(engine: Engi
         " > /mode\n"
         "RUN --mount=type=bind,from=tools,source=/tool,target=/t cat /t > /from-tools\n")
     _build(engine, context)
-    assert _run(engine, "sh", "-c", "cat /count /copied /mode /from-tools; ls /cache") == \
-        "1\nfrom the context\nro\ntool\n"  # the cache's content is not in the image
+    # Neither the cache's content nor its mount point (not in the image before) is kept.
+    assert _run(engine, "sh", "-c", "cat /count /copied /mode /from-tools; "
+                "test -e /cache || echo no-cache") == \
+        "1\nfrom the context\nro\ntool\nno-cache\n"
     _build(engine, context, "--no-cache")
     assert _run(engine, "cat", "/count") == "2\n"  # the cache outlived the first build
     again = _build(engine, context)
@@ -328,3 +330,287 @@ def test_copy_heredocs_become_files(engine: Engine, tmp_path: Path) -> None:
     shown = _run(engine, "sh", "-c", "cat /etc/greeting /notes/RAW /notes/two; "
                  "stat -c %a /etc/greeting")
     assert shown == "hello builder\nliteral $NAME\nsecond\n644\n", shown
+
+
+def _layers(engine: Engine, ref: str = "local/built:1") -> list[dict[str, bytes | None]]:
+    """Each layer of ``ref``, bottom first, as {name: file bytes (None for a non-file)}."""
+    import tarfile
+
+    from composer.state.layout import open_images
+
+    found = []
+    with open_images(engine.root) as store:
+        image = store.get(ref)
+        assert image is not None and image.manifest_digest is not None
+        with store.blobs.open(image.manifest_digest) as f:
+            digests = [layer["digest"] for layer in json.loads(f.read())["layers"]]
+        for digest in digests:
+            with store.blobs.open(digest) as blob, \
+                    tarfile.open(fileobj=blob, mode="r:*") as tar:
+                files: dict[str, bytes | None] = {}
+                for member in tar:
+                    handle = tar.extractfile(member) if member.isfile() else None
+                    files[member.name] = handle.read() if handle else None
+                found.append(files)
+    return found
+
+
+def _files_holding(root: Path, needle: bytes) -> list[str]:
+    """The files under ``root`` whose bytes hold ``needle`` (the store's database and its
+    journal included)."""
+    found = []
+    for path in root.rglob("*"):
+        if path.is_file() and not path.is_symlink():
+            try:
+                if needle in path.read_bytes():
+                    found.append(str(path))
+            except OSError:
+                pass
+    return found
+
+
+SECRET = "s3cr3t-value-7f1c"
+
+
+def test_a_secret_is_there_during_its_run_only(engine: Engine, tmp_path: Path) -> None:
+    import hashlib
+
+    context = tmp_path / "ctx"
+    context.mkdir()
+    token = tmp_path / "token.txt"
+    token.write_text(SECRET)
+    (context / "Dockerfile").write_text(
+        "FROM local/busybox\n"
+        "RUN --mount=type=secret,id=tok test \"$(md5sum < /run/secrets/tok)\" = "
+        f"'{hashlib.md5(SECRET.encode()).hexdigest()}  -' && "
+        "stat -c '%a %u' /run/secrets/tok > /default-mode && "
+        "(echo x > /run/secrets/tok 2>/dev/null && echo writable || echo ro) > /written\n"
+        "RUN --mount=type=secret,id=tok,target=/etc/tok.txt,mode=0440,uid=1000 "
+        "stat -c '%a %u' /etc/tok.txt > /own-mode\n"
+        "RUN --mount=type=secret,id=absent ls /run > /without\n")
+    out = _build(engine, context, "--secret", f"id=tok,src={token}")
+    assert SECRET not in "\n".join(out)
+    shown = _run(engine, "sh", "-c", "cat /default-mode /written /own-mode /without; "
+                 "ls /run /etc/tok.txt 2>&1; true")
+    assert shown.startswith("400 0\nro\n440 1000\n"), shown
+    assert "No such file" in shown and "secrets" not in shown, shown
+    layers = _layers(engine)[1:]  # above the base image's
+    names = {name for layer in layers for name in layer}
+    assert not any(SECRET.encode() in (data or b"") for layer in layers
+                   for data in layer.values())
+    # The mount points were not there before: they (and /run, /etc copied up only for them)
+    # stay out of the layers.
+    assert not {n for n in names if n.startswith(("run", "etc"))}, names
+    # Not in the image's config or history, nor anywhere in the state root (its database,
+    # journal, layers): the secret lived in a tmpfs.
+    assert SECRET not in json.dumps(_image(engine))
+    assert _files_holding(engine.root, SECRET.encode()) == []
+    token.write_text("another value")
+    again = _build(engine, context, "--secret", f"id=tok,src={token}")
+    steps = [line for line in again if line.startswith("#") and "] " in line]
+    assert steps and all(line.endswith("CACHED") for line in steps), again
+
+
+def test_a_secret_from_the_environment_and_a_missing_required_one(engine: Engine,
+                                                                   tmp_path: Path) -> None:
+    import hashlib
+
+    context = tmp_path / "ctx"
+    context.mkdir()
+    value = "from-env-41d9"
+    (context / "Dockerfile").write_text(
+        "FROM local/busybox\n"
+        "RUN --mount=type=secret,id=api,env=API_KEY,required "
+        "test \"$(printf %s \"$API_KEY\" | md5sum)\" = "
+        f"'{hashlib.md5(value.encode()).hexdigest()}  -' && test ! -e /run/secrets/api && "
+        "echo ok > /env\n")
+    env_engine = Engine(engine.root, engine.cgroup_root, engine.ids)
+    base_env = env_engine.env()
+    env_engine.env = lambda: {**base_env, "MY_API_KEY": value}  # type: ignore[method-assign]
+    done = env_engine.cli("image", "build", "-t", "local/built:1", "--secret",
+                          "id=api,env=MY_API_KEY", str(context), timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert _run(engine, "cat", "/env") == "ok\n"
+    assert "API_KEY" not in json.dumps(_image(engine)["Config"]["config"])
+    assert value not in json.dumps(_image(engine))
+    assert not any(value.encode() in (data or b"") for layer in _layers(engine)
+                   for data in layer.values())
+    # A RUN that fails with secrets and a writable bind mounted leaves no mount behind (the
+    # teardown checks it).
+    (context / "Dockerfile").write_text(
+        "FROM local/busybox\nRUN --mount=type=secret,id=api,env=API_KEY "
+        "--mount=type=bind,target=/c,rw --mount=type=secret,id=api,target=/k exit 4\n")
+    done = env_engine.cli("image", "build", "--secret", "id=api,env=MY_API_KEY", str(context))
+    assert done.returncode != 0 and "code 4" in done.stderr, done.stderr
+    (context / "Dockerfile").write_text(
+        "FROM local/busybox\n"
+        "RUN --mount=type=secret,id=api,env=API_KEY,required true\n")
+    done = engine.cli("image", "build", "--no-cache", "--secret", "id=api,env=MY_API_KEY",
+                      str(context))
+    assert done.returncode != 0
+    assert "Dockerfile:2" in done.stderr and "'api' is required" in done.stderr, done.stderr
+    assert "MY_API_KEY" in done.stderr, done.stderr  # the unset variable is named
+    done = engine.cli("image", "build", "--no-cache", str(context))
+    assert done.returncode != 0 and "--secret id=api,src=FILE" in done.stderr, done.stderr
+    done = engine.cli("image", "build", "--secret", f"id=api,src={tmp_path}/nowhere",
+                      str(context))
+    assert done.returncode != 0 and "no such file" in done.stderr, done.stderr
+    assert engine.cli("container", "ls", "-aq").stdout == ""
+
+
+def test_compose_build_secrets_come_from_files_and_the_environment(engine: Engine,
+                                                                   tmp_path: Path) -> None:
+    project = tmp_path / "proj"
+    project.mkdir()
+    (project / "token.txt").write_text("from-file\n")
+    (project / ".env").write_text("BUILD_PASS=from-dotenv\n")
+    (project / "Dockerfile").write_text(
+        "FROM local/busybox\n"
+        "RUN --mount=type=secret,id=token,required --mount=type=secret,id=pass,env=PASS "
+        "test \"$(cat /run/secrets/token)\" = from-file && test \"$PASS\" = from-dotenv && "
+        "test ! -e /run/secrets/pass && printf %s \"$PASS\" | wc -c > /pass-size\n")
+    (project / "compose.yaml").write_text("""\
+services:
+  app:
+    image: local/built:1
+    build:
+      context: .
+      platforms: [linux/amd64]
+      secrets:
+        - token
+        - source: password
+          target: pass
+secrets:
+  token:
+    file: ./token.txt
+  password:
+    environment: BUILD_PASS
+""".replace("linux/amd64", _host()))
+    done = engine.cli("-f", str(project / "compose.yaml"), "build", timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert "build.secrets is ignored" not in done.stderr, done.stderr
+    assert _run(engine, "cat", "/pass-size").strip() == "11"
+
+
+def _host() -> str:
+    from composer.runtime.images.platform import Platform
+
+    return str(Platform.host())
+
+
+def test_from_platform_takes_the_hosts_and_refuses_another(engine: Engine,
+                                                          tmp_path: Path) -> None:
+    from composer.runtime.images.platform import Platform
+
+    host = Platform.host()
+    context = tmp_path / "ctx"
+    context.mkdir()
+    (context / "Dockerfile").write_text(
+        "FROM --platform=$BUILDPLATFORM local/busybox AS tools\n"
+        "FROM --platform=$TARGETPLATFORM local/busybox\n"
+        "ARG TARGETPLATFORM TARGETOS TARGETARCH BUILDPLATFORM BUILDOS BUILDARCH\n"
+        "RUN echo $TARGETPLATFORM $TARGETOS $TARGETARCH $BUILDPLATFORM $BUILDOS $BUILDARCH"
+        " > /platform\n")
+    _build(engine, context, "--platform", str(host))
+    expected = f"{host.os}/{host.architecture} {host.os} {host.architecture}"
+    assert _run(engine, "cat", "/platform") == f"{expected} {expected}\n"
+    other = "linux/s390x" if host.architecture != "s390x" else "linux/riscv64"
+    done = engine.cli("image", "build", "--platform", other, str(context))
+    assert done.returncode != 0 and f"--platform={other}" in done.stderr, done.stderr
+    assert "this host's platform" in done.stderr, done.stderr
+    (context / "Dockerfile").write_text(f"FROM local/busybox\nFROM --platform={other} "
+                                        "local/busybox\nRUN true\n")
+    done = engine.cli("image", "build", str(context))
+    assert done.returncode != 0 and "Dockerfile:2" in done.stderr, done.stderr
+    assert f"FROM --platform={other}" in done.stderr, done.stderr
+
+
+def test_a_writable_bind_takes_writes_and_forgets_them(engine: Engine,
+                                                       tmp_path: Path) -> None:
+    context = tmp_path / "ctx"
+    (context / "src").mkdir(parents=True)
+    (context / "src/input").write_text("original\n")
+    (context / "Dockerfile").write_text(
+        "FROM local/busybox AS tools\nRUN mkdir /tools && echo tool > /tools/t\n"
+        "FROM local/busybox\n"
+        "RUN --mount=type=bind,source=src,target=/in,rw "
+        "echo changed > /in/input && echo new > /in/extra && cat /in/input /in/extra > /seen\n"
+        "RUN --mount=type=bind,source=src,target=/in cat /in/input > /after && ls /in > /ls\n"
+        "RUN --mount=type=bind,source=src/input,target=/one,rw echo more >> /one && "
+        "cat /one > /file-seen\n"
+        "RUN --mount=type=bind,from=tools,source=/tools,target=/t,rw "
+        "echo tool2 > /t/t && cat /t/t > /from-seen\n"
+        "RUN --mount=type=bind,from=tools,source=/tools,target=/t cat /t/t > /from-after\n")
+    _build(engine, context)
+    shown = _run(engine, "sh", "-c", "cat /seen /after /ls /file-seen /from-seen /from-after;"
+                 " ls /in /one /t 2>&1 | grep -c 'No such file'")
+    assert shown.split("\n") == ["changed", "new", "original", "input", "original", "more",
+                                 "tool2", "tool", "3", ""], shown
+    assert (context / "src/input").read_text() == "original\n"
+    assert sorted(os.listdir(context / "src")) == ["input"]
+    names = {name for layer in _layers(engine)[1:] for name in layer}
+    assert not {n for n in names if n.split("/")[0] in ("in", "one", "t")}, names
+    os.symlink("/etc", context / "out")
+    (context / "Dockerfile").write_text(
+        "FROM local/busybox\nRUN --mount=type=bind,source=out,target=/x,rw true\n")
+    done = engine.cli("image", "build", str(context))
+    assert done.returncode != 0 and "leading out of the build context" in done.stderr, \
+        done.stderr
+
+
+def test_run_heredocs_a_shebang_is_a_script_else_the_shell_runs_it(engine: Engine,
+                                                                  tmp_path: Path) -> None:
+    context = tmp_path / "ctx"
+    context.mkdir()
+    (context / "Dockerfile").write_text(
+        "FROM local/busybox\nENV WHO=builder\n"
+        "RUN <<EOF\n#!/bin/sh -e\necho \"script $0 $WHO\" > /script\nEOF\n"
+        "RUN <<EOF\necho \"shell $0\" > /shell\nEOF\n"
+        "RUN <<'EOT' sh\necho \"fed $WHO\" > /fed\nEOT\n"
+        "RUN <<EOF\n#!/bin/sh -e\nfalse\necho not reached > /reached\nEOF\n")
+    done = engine.cli("image", "build", "-t", "local/built:1", str(context), timeout=300)
+    assert done.returncode != 0 and "Dockerfile:13" in done.stderr, done.stderr  # -e kept
+    text = (context / "Dockerfile").read_text()
+    (context / "Dockerfile").write_text(text[:text.rindex("RUN <<EOF")])
+    _build(engine, context)
+    assert _run(engine, "cat", "/script", "/fed") == \
+        "script /dev/pipes/EOF builder\nfed builder\n"
+    assert not _run(engine, "cat", "/shell").startswith("shell /dev/pipes")
+    names = {name for layer in _layers(engine)[1:] for name in layer}
+    assert not {n for n in names if n.startswith("dev")}, names
+
+
+def test_copy_mixes_heredocs_and_context_files(engine: Engine, tmp_path: Path) -> None:
+    context = tmp_path / "ctx"
+    context.mkdir()
+    (context / "app.txt").write_text("from the context\n")
+    (context / "Dockerfile").write_text(
+        "FROM local/busybox\n"
+        "COPY <<EOF app.txt <<two /dest/\nfirst heredoc\nEOF\nsecond\ntwo\n"
+        "COPY app.txt <<EOF /single\nnot alone\nEOF\n")
+    done = engine.cli("image", "build", str(context))
+    assert done.returncode != 0 and "must be a directory" in done.stderr, done.stderr
+    (context / "Dockerfile").write_text(
+        "FROM local/busybox\n"
+        "COPY <<EOF app.txt <<two /dest/\nfirst heredoc\nEOF\nsecond\ntwo\n")
+    _build(engine, context)
+    assert _run(engine, "cat", "/dest/EOF", "/dest/app.txt", "/dest/two") == \
+        "first heredoc\nfrom the context\nsecond\n"
+    (context / "app.txt").write_text("changed\n")
+    again = _build(engine, context)
+    assert not next(line for line in again if "COPY" in line).endswith("CACHED"), again
+
+
+def test_mount_points_made_for_run_mounts_stay_out_of_the_layer(engine: Engine,
+                                                               tmp_path: Path) -> None:
+    context = tmp_path / "ctx"
+    (context / "src").mkdir(parents=True)
+    (context / "src/f").write_text("f\n")
+    (context / "Dockerfile").write_text(
+        "FROM local/busybox\n"
+        "RUN --mount=type=cache,target=/new/cache/deep "
+        "--mount=type=bind,source=src,target=/var/lib/in "
+        "--mount=type=bind,source=src/f,target=/etc/one mkdir -p /new/kept && touch /tmp/x\n")
+    _build(engine, context)
+    top = _layers(engine)[-1]
+    assert sorted(top) == ["new", "new/kept", "tmp", "tmp/x"], sorted(top)

@@ -10,6 +10,7 @@ from composer.runtime.images.build import (
     Healthcheck,
     Instruction,
     Mount,
+    RunScript,
     expand_mounts,
     parse,
     parse_trigger,
@@ -452,6 +453,22 @@ def test_run_heredoc_with_a_shebang_is_executed_directly() -> None:
     run = first("RUN <<EOT\n#!/usr/bin/env python3\nprint('hi')\nEOT\n")
     assert run_script(run).executable
     assert run_script(run).text == "#!/usr/bin/env python3\nprint('hi')\n"
+
+
+def test_a_chomped_shebang_heredoc_is_a_script_too() -> None:
+    run = first("RUN <<-EOT\n\t#!/bin/sh -e\n\techo $0\n\tEOT\n")
+    assert run_script(run) == RunScript("#!/bin/sh -e\necho $0\n", executable=True)
+    # A shebang later in the body, or a heredoc fed to a command, is the shell's.
+    assert not run_script(first("RUN <<EOT\necho\n#!/bin/sh\nEOT\n")).executable
+    assert not run_script(first("RUN <<EOT python3\n#!/usr/bin/env python3\nEOT\n")).executable
+
+
+def test_copy_may_mix_heredocs_and_context_files() -> None:
+    copy = first("COPY <<EOF app.txt <<'two' /dest/\nfirst\nEOF\nsecond\ntwo\n")
+    assert copy.words == ("<<EOF", "app.txt", "<<'two'", "/dest/")
+    assert [copy.heredoc(w) is not None for w in copy.words] == [True, False, True, False]
+    doc = copy.heredoc("<<'two'")
+    assert doc is not None and (doc.name, doc.text, doc.expand) == ("two", "second\n", False)
 
 
 def test_run_heredocs_with_a_command_go_to_the_shell() -> None:

@@ -37,6 +37,10 @@ def register(commands: Any) -> None:
     p.add_argument("--shm-size", metavar="SIZE", help="RUN's /dev/shm size (64m)")
     p.add_argument("--add-host", action="append", default=[], metavar="NAME:IP",
                    help="an /etc/hosts entry for RUN (IP may be host-gateway)")
+    p.add_argument("--secret", action="append", default=[],
+                   metavar="id=ID[,src=PATH|,env=VAR]",
+                   help="a secret for RUN --mount=type=secret (a file or a variable)")
+    p.add_argument("--platform", help="the platform to build for (only this host's)")
     p.add_argument("-q", "--quiet", action="store_true", help="print only the image id")
     p = verbs.add_parser("pull", help="pull an image from a registry")
     p.add_argument("name")
@@ -249,7 +253,7 @@ def _build(app: App, options: argparse.Namespace) -> int:
 
     from composer.cli.commands.container_flags import byte_size, pairs
     from composer.cli.commands.engine import engine_client
-    from composer.cli.commands.project_build import stream_build
+    from composer.cli.commands.project_build import secret_flag, stream_build
     from composer.errors import ComposerError
 
     context = Path(options.context).resolve()
@@ -266,7 +270,9 @@ def _build(app: App, options: argparse.Namespace) -> int:
             "build_args": pairs(options.build_arg, "--build-arg"), "target": options.target,
             "no_cache": options.no_cache, "pull": options.pull, "network": options.network,
             "shm_size": byte_size(options.shm_size, "--shm-size") if options.shm_size else None,
-            "extra_hosts": options.add_host}
+            "extra_hosts": options.add_host,
+            "secrets": [secret_flag(text) for text in options.secret],
+            "platform": options.platform}
     try:
         image_id = stream_build(app, engine_client(options), body, quiet=options.quiet)
     except ComposerError as exc:

@@ -1,13 +1,13 @@
-"""``composer plan`` and ``composer up --dry-run``: the plan for the project, not carried out.
+"""``composer plan``: what ``up`` would change, and why, against what runs on this host.
 
-There is no engine yet (it comes with the runtime), so nothing of the project runs on this
-host and every plan starts from an empty snapshot: everything is a create. Once the engine
-exists it plans against what really runs, and this command only renders what it sends back.
+The engine observes the project and plans as for ``up --dry-run``, changing nothing; this
+command prints the plan (text, as the golden plans are written, or JSON).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 from typing import Any
 
 from composer.cli.app import App
@@ -17,17 +17,12 @@ from composer.errors import UsageError
 def register(commands: Any) -> None:
     plan = commands.add_parser("plan", help="show what 'up' would change, and why")
     plan.add_argument("--format", choices=("text", "json"), default="text")
-    _plan_flags(plan)
+    plan_flags(plan)
     plan.set_defaults(handler=run_plan)
-    up = commands.add_parser("up", help="create and start the project (only --dry-run for now)")
-    up.add_argument("-d", "--detach", action="store_true")
-    # Global in Compose, and accepted after the command too; SUPPRESS keeps the global value.
-    up.add_argument("--dry-run", action="store_true", default=argparse.SUPPRESS)
-    _plan_flags(up)
-    up.set_defaults(handler=run_up)
 
 
-def _plan_flags(parser: argparse.ArgumentParser) -> None:
+def plan_flags(parser: argparse.ArgumentParser) -> None:
+    """The flags of ``up`` that change its plan (``up``, ``create`` and ``plan`` share them)."""
     recreate = parser.add_mutually_exclusive_group()
     recreate.add_argument("--force-recreate", action="store_true")
     recreate.add_argument("--no-recreate", action="store_true")
@@ -38,55 +33,41 @@ def _plan_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-start", action="store_true")
     parser.add_argument("--build", action="store_true")
     parser.add_argument("--pull", choices=("always", "missing", "never", "build"))
+    parser.add_argument("--quiet-pull", action="store_true")
     parser.add_argument("--scale", action="append", default=[], metavar="SERVICE=N")
     parser.add_argument("-t", "--timeout", type=float)
     parser.add_argument("services_selected", nargs="*", metavar="SERVICE")
 
 
 def run_plan(app: App, options: argparse.Namespace) -> int:
-    from composer.plan import render
+    from composer.cli.commands.engine import engine_client
+    from composer.cli.commands.project_up import load, request_of, up_options
 
-    plan = _plan(app, options)
-    app.print(render.to_json(plan) if options.format == "json" else render.to_text(plan).rstrip())
+    project = load(app, options, options.services_selected)
+    options.dry_run = True
+    body = {**request_of(project), "options": up_options(options, project)}
+    plans = [e["plan"] for e in engine_client(options).stream(
+        "POST", f"/v1/projects/{project.name}/up", body) if "plan" in e]
+    plan = plans[0] if plans else {"changes": [], "warnings": []}
+    if options.format == "json":
+        app.print(json.dumps(plan, indent=2, ensure_ascii=False))
+        return 0
+    lines = [_line(c) for c in plan["changes"]] or ["nothing to do"]
+    lines += [f"warning: {w}" for w in plan["warnings"]]
+    app.print("\n".join(lines))
     return 0
 
 
-def run_up(app: App, options: argparse.Namespace) -> int:
-    from composer.plan import render
-
-    if not options.dry_run:
-        app.abort("'composer up' needs the engine, which is not implemented yet: "
-                  "'composer up --dry-run' (or 'composer plan') shows what it would do")
-    app.print(render.to_text(_plan(app, options)).rstrip())
-    return 0
-
-
-def _plan(app: App, options: argparse.Namespace) -> Any:
-    from composer.manifest.contents import contents
-    from composer.manifest.loader import LoadOptions, load
-    from composer.manifest.model import build_project
-    from composer.plan.reconcile import FORCE, NEVER, Options, reconcile
-    from composer.state.observed import Observed
-
-    loaded = load(LoadOptions(
-        files=options.files, project_dir=options.project_dir,
-        project_name=options.project_name, env_files=options.env_files,
-        profiles=options.profiles, services=options.services_selected))
-    app.warnings(loaded.warnings)
-    project = build_project(loaded)
-    plan_options = Options(
-        services=tuple(options.services_selected), no_deps=options.no_deps,
-        recreate=FORCE if options.force_recreate else NEVER if options.no_recreate else
-        "diverged",
-        recreate_deps=FORCE if options.always_recreate_deps else "diverged",
-        remove_orphans=options.remove_orphans, renew_anon_volumes=options.renew_anon_volumes,
-        scale=_scale(options.scale, project.services), no_start=options.no_start,
-        pull=options.pull, build=options.build, timeout=options.timeout,
-        contents=contents(project))
-    return reconcile(project, Observed(project=project.name), plan_options)
+def _line(change: dict[str, Any]) -> str:
+    after = f"  (after {', '.join(str(i) for i in change['requires'])})" \
+        if change["requires"] else ""
+    target = change["address"]
+    if change["action"].endswith(f" {change['kind']}"):
+        target = target.removeprefix(f"{change['kind']} ")
+    return f"{change['id']:>3} {change['action']} {target}: {change['reason']}{after}"
 
 
-def _scale(values: list[str], services: Any) -> dict[str, int]:
+def scale_of(values: list[str], services: Any) -> dict[str, int]:
     scale: dict[str, int] = {}
     for value in values:
         name, sep, count = value.partition("=")

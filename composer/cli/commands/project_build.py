@@ -4,21 +4,28 @@ through the engine's builder, as ``docker compose build`` does.
 An image is named by the service's ``image:`` or ``<project>-<service>``, and tagged with
 ``build.tags`` too. ``build:`` attributes the builder does not honour yet are warned about,
 one line each, never ignored silently.
+
+Build secrets (``build.secrets`` here, ``image build --secret``) go to the engine as a host
+file's path (the engine reads it when a RUN mounts it, as it reads the context) or, for an
+environment variable, as its value; see :func:`secret_flag` and :func:`compose_secrets`.
 """
 
 from __future__ import annotations
 
 import argparse
+import csv
+import os
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from composer.cli.app import App
-from composer.errors import ComposerError
+from composer.errors import ComposerError, UsageError
 
 #: The ``build:`` attributes ``composer build`` honours; the others are warned about.
 HONOURED = frozenset({"context", "dockerfile", "dockerfile_inline", "args", "target",
                       "labels", "tags", "network", "no_cache", "pull", "shm_size",
-                      "extra_hosts"})
+                      "extra_hosts", "secrets", "platforms"})
 
 
 def register(commands: Any) -> None:
@@ -58,7 +65,97 @@ def build_body(project: Any, service: Any, options: argparse.Namespace) -> dict[
         # The loader gives bytes, and NAME=IP (Compose's canonical form) for the hosts.
         "shm_size": int(spec["shm_size"]) if spec.get("shm_size") else None,
         "extra_hosts": [str(h).replace("=", ":", 1) for h in spec.get("extra_hosts") or ()],
+        "secrets": compose_secrets(project, service),
+        # Compose builds for the service's platform when build.platforms does not say; the
+        # engine accepts only this host's.
+        "platform": ",".join(str(p) for p in spec.get("platforms") or ())
+        or service.spec.get("platform") or None,
     }
+
+
+def _file_secret(secret_id: str, path: str, origin: str) -> dict[str, Any]:
+    return {"id": secret_id, "file": os.path.abspath(path), "origin": origin}
+
+
+def _env_secret(secret_id: str, variable: str, environ: Mapping[str, str]) -> dict[str, Any]:
+    # An unset variable is sent as a secret without a value: a RUN that requires it then
+    # fails naming the variable, one that does not runs without it (BuildKit's rule).
+    found: dict[str, Any] = {"id": secret_id, "origin": f"the environment variable {variable}"}
+    if variable in environ:
+        found["value"] = environ[variable]
+    return found
+
+
+def secret_flag(text: str, environ: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """``--secret id=X[,src=PATH|,env=VAR][,type=file|env]`` as Docker's buildx reads it: with
+    neither source the secret is the environment variable named X when it is set, else the
+    file X. A file must exist now (Docker checks it before the build too)."""
+    environ = os.environ if environ is None else environ
+    fields = next(csv.reader([text]), [])
+    kind = secret_id = source = variable = None
+    for item in fields:
+        key, eq, value = item.partition("=")
+        key = key.strip().lower()
+        if not eq:
+            raise UsageError(f"--secret {text}: invalid field {item!r}: it must be key=value")
+        if key == "type":
+            if value not in ("file", "env"):
+                raise UsageError(f"--secret {text}: unsupported secret type {value!r} (use "
+                                 "file or env)")
+            kind = value
+        elif key == "id":
+            secret_id = value
+        elif key in ("source", "src"):
+            source = value
+        elif key == "env":
+            variable = value
+        else:
+            raise UsageError(f"--secret {text}: unexpected key {key!r} (use id, src, env, "
+                             "type)")
+    if not secret_id:
+        raise UsageError(f"--secret {text}: the secret needs an id (id=NAME)")
+    if kind == "env" and variable is None:
+        variable, source = source, None
+    if variable is None and source is None:
+        if secret_id in environ:
+            variable = secret_id
+        else:
+            source = secret_id
+    if variable is not None:
+        return _env_secret(secret_id, variable, environ)
+    assert source is not None
+    if not os.path.isfile(source):
+        raise UsageError(f"--secret {text}: {source}: no such file")
+    return _file_secret(secret_id, source, f"the file {source}")
+
+
+def compose_secrets(project: Any, service: Any) -> list[dict[str, Any]]:
+    """The service's ``build.secrets`` as build secrets: each names a top-level secret with
+    ``file:`` or ``environment:``; its id in the Dockerfile is the entry's ``target`` when
+    given, else the secret's name (as Compose passes them). ``uid``, ``gid`` and ``mode``
+    are the Dockerfile's ``--mount`` to set, as in Compose."""
+    spec = service.spec.get("build") or {}
+    environ = {**os.environ, **(project.environment or {})}
+    found = []
+    for entry in spec.get("secrets") or ():
+        source = str(entry.get("source") if isinstance(entry, Mapping) else entry)
+        target = entry.get("target") if isinstance(entry, Mapping) else None
+        secret_id = str(target or source)
+        where = f"services.{service.name}.build.secrets: {source}"
+        top = project.secrets.get(source)
+        if top is None:
+            raise ComposerError(f"{where}: no such secret in the top-level secrets:")
+        if top.spec.get("file"):
+            path = Path(str(top.spec["file"]))
+            found.append(_file_secret(secret_id, str(path if path.is_absolute() else
+                                                     Path(project.working_dir) / path),
+                                      f"the file {path} of secrets.{source}"))
+        elif top.spec.get("environment"):
+            found.append(_env_secret(secret_id, str(top.spec["environment"]), environ))
+        else:
+            raise ComposerError(f"{where}: a build takes only secrets with file: or "
+                                "environment: (not external ones)")
+    return found
 
 
 def stream_build(app: App, engine: Any, body: dict[str, Any], *, label: str = "",

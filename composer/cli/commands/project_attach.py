@@ -1,0 +1,205 @@
+"""Foreground ``up``: every service's logs with aligned, coloured prefixes, until the end.
+
+The end is when every attached container has exited, when one exits and
+``--abort-on-container-exit`` (or ``--exit-code-from``) says so, or on Ctrl-C: the first one
+stops the project gracefully (stop signal, then the timeout), a second one kills it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import queue
+import signal
+import sys
+import threading
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+from composer.cli.app import App
+
+_COLORS = ("36", "33", "32", "35", "34", "96", "93", "92", "95", "94")
+_PROJECT = "com.docker.compose.project"
+_SERVICE = "com.docker.compose.service"
+_ONEOFF = "com.docker.compose.oneoff"
+
+
+def attach_project(app: App, engine: Any, project: Any, options: argparse.Namespace) -> int:
+    from composer.graph import ServiceGraph
+
+    containers = _attached(engine, project, options)
+    if not containers:
+        return 0
+    color = _colored(options)
+    width = max(len(c["Name"]) for c in containers)
+    services = sorted({c["Labels"][_SERVICE] for c in containers})
+    paint = {s: _COLORS[i % len(_COLORS)] for i, s in enumerate(services)}
+    app.print("Attaching to " + ", ".join(c["Name"] for c in containers))
+    lines: queue.Queue[tuple[str, dict[str, Any]] | tuple[str, None]] = queue.Queue()
+    for container in containers:
+        threading.Thread(target=_follow, args=(engine, container, lines), daemon=True,
+                         name=f"logs-{container['Name']}").start()
+    order = ServiceGraph.from_project(project).stop_generations()
+    stopper = _Stopper(app, engine, containers, order, options.timeout)
+    previous = signal.signal(signal.SIGINT, stopper.interrupt)
+    try:
+        return _pump(app, engine, containers, lines, options, stopper, width, paint, color)
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def _attached(engine: Any, project: Any, options: argparse.Namespace) -> list[dict[str, Any]]:
+    """The containers whose logs are shown: the services named (all when none), or those
+    of ``--attach``, without those of ``--no-attach``."""
+    wanted = set(options.attach or options.services_selected or project.services)
+    if options.attach_dependencies and not options.attach:
+        from composer.graph import ServiceGraph
+
+        wanted = set(ServiceGraph.from_project(project).with_dependencies(sorted(wanted)))
+    wanted -= set(options.no_attach)
+    found = [c for c in engine.request("GET", "/v1/containers", params={"all": 1})
+             if c["Labels"].get(_PROJECT) == project.name
+             and c["Labels"].get(_ONEOFF) != "True" and c["Labels"].get(_SERVICE) in wanted]
+    return sorted(found, key=lambda c: c["Name"])
+
+
+def _colored(options: argparse.Namespace) -> bool:
+    import os
+
+    if options.no_color or options.ansi == "never" or os.environ.get("NO_COLOR"):
+        return False
+    return options.ansi == "always" or sys.stdout.isatty()
+
+
+def _follow(engine: Any, container: Mapping[str, Any],
+            lines: queue.Queue[tuple[str, dict[str, Any]] | tuple[str, None]]) -> None:
+    name = str(container["Name"])
+    import contextlib
+
+    # The engine went away or the container was removed: this one ends, the others go on.
+    with contextlib.suppress(Exception):
+        for event in engine.stream("GET", f"/v1/containers/{container['Id']}/logs",
+                                   params={"follow": 1}):
+            lines.put((name, event))
+    lines.put((name, None))
+
+
+def _pump(app: App, engine: Any, containers: list[dict[str, Any]],
+          lines: queue.Queue[tuple[str, dict[str, Any]] | tuple[str, None]],
+          options: argparse.Namespace, stopper: _Stopper, width: int,
+          paint: Mapping[str, str], color: bool) -> int:
+    services = {c["Name"]: c["Labels"][_SERVICE] for c in containers}
+    running = set(services)
+    code = 0
+    out = sys.stdout
+    while running:
+        try:
+            name, event = lines.get(timeout=0.2)
+        except queue.Empty:
+            if stopper.interrupted and stopper.done.is_set():
+                break
+            continue
+        if event is not None:
+            out.write(_prefix(name, width, paint[services[name]], color, options) +
+                      _text(event, options) + "\n")
+            out.flush()
+            continue
+        running.discard(name)
+        exit_code = _exit_code(engine, name)
+        out.write(_prefix(name, width, paint[services[name]], color, options) +
+                  f"exited with code {exit_code}\n")
+        out.flush()
+        if options.exit_code_from and services[name] == options.exit_code_from:
+            code = exit_code
+        abort = options.abort_on_container_exit or \
+            (options.abort_on_container_failure and exit_code != 0)
+        if abort and not stopper.interrupted:
+            if not options.exit_code_from:
+                code = exit_code
+            app.print("Aborting on container exit...")
+            stopper.stop_all()
+            running.clear()
+    if stopper.started:
+        _wait_interruptibly(stopper.done)
+    return 130 if stopper.interrupted else code
+
+
+def _wait_interruptibly(done: threading.Event) -> None:
+    # Short waits: a second Ctrl-C must reach the handler while the stop goes on.
+    while not done.wait(0.2):
+        pass
+
+
+def _prefix(name: str, width: int, paint: str, color: bool,
+            options: argparse.Namespace) -> str:
+    if options.no_log_prefix:
+        return ""
+    text = f"{name:<{width}} | "
+    return f"\033[{paint}m{text}\033[0m" if color else text
+
+
+def _text(event: Mapping[str, Any], options: argparse.Namespace) -> str:
+    line = str(event.get("line", ""))
+    return f"{event.get('time', '')} {line}" if options.timestamps else line
+
+
+def _exit_code(engine: Any, name: str) -> int:
+    try:
+        found = engine.request("GET", f"/v1/containers/{name}")
+    except Exception:
+        return 0
+    return int((found.get("State") or {}).get("ExitCode") or 0)
+
+
+class _Stopper:
+    """Ctrl-C once: stop every container, dependents first, in the background; twice: kill."""
+
+    def __init__(self, app: App, engine: Any, containers: list[dict[str, Any]],
+                 order: Iterator[Any] | Any, timeout: float | None) -> None:
+        self.app = app
+        self.engine = engine
+        self.containers = containers
+        self.order = [list(generation) for generation in order]
+        self.timeout = timeout
+        self.interrupted = False
+        self.started = False
+        self.done = threading.Event()
+        self._lock = threading.Lock()
+
+    def interrupt(self, *_: Any) -> None:
+        if self.interrupted:
+            sys.stderr.write("Killing...\n")
+            for c in self.containers:
+                self._quietly("POST", f"/v1/containers/{c['Id']}/kill")
+            return
+        self.interrupted = True
+        sys.stderr.write("Gracefully stopping... (press Ctrl+C again to force)\n")
+        self.stop_all()
+
+    def stop_all(self) -> None:
+        self.started = True
+        threading.Thread(target=self._stop, daemon=True, name="composer-stop").start()
+
+    def _stop(self) -> None:
+        with self._lock:
+            by_service: dict[str, list[dict[str, Any]]] = {}
+            for c in self.containers:
+                by_service.setdefault(c["Labels"][_SERVICE], []).append(c)
+            params = {"t": self.timeout} if self.timeout is not None else {}
+            for generation in self.order:
+                workers = [threading.Thread(target=self._quietly, args=(
+                    "POST", f"/v1/containers/{c['Id']}/stop", params))
+                    for name in generation for c in by_service.get(name, [])]
+                for w in workers:
+                    w.start()
+                for w in workers:
+                    w.join()
+                for name in generation:
+                    for c in by_service.get(name, []):
+                        sys.stderr.write(f" ✔ Container {c['Name']}  Stopped\n")
+            self.done.set()
+
+    def _quietly(self, method: str, path: str, params: Mapping[str, Any] | None = None) -> None:
+        import contextlib
+
+        with contextlib.suppress(Exception):  # already stopped or gone: the end is the same
+            self.engine.request(method, path, params=dict(params or {}))

@@ -11,10 +11,7 @@ from collections.abc import Sequence
 # Compose's subcommands that composer has not implemented yet; they fail with a clear word
 # instead of argparse's "invalid choice".
 PLANNED = {
-    "attach", "commit", "cp", "events", "exec", "export",
-    "kill", "logs", "pause", "port", "ps", "publish", "restart", "rm",
-    "scale", "start", "stats", "stop", "top", "unpause", "volumes", "wait",
-    "watch",
+    "attach", "commit", "export", "publish", "scale", "volumes", "watch",
 }
 
 

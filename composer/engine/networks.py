@@ -100,6 +100,16 @@ class Joined:
         return self.endpoints[0].network.gateway if self.endpoints else None
 
 
+def mac_for(address: Any, asked: str | None) -> str:
+    """The MAC an endpoint gets: the one asked for, else Docker's ``02:42`` + the IPv4
+    address. Derived from the address, a container recreated on the same address keeps its
+    MAC, so its peers' ARP caches stay right (a random one left them ~45 s stale)."""
+    if asked:
+        return asked
+    packed = ipaddress.IPv4Address(str(address)).packed
+    return "02:42:" + ":".join(f"{b:02x}" for b in packed)
+
+
 class NetworkManager:
     """All network operations of one engine (one state root)."""
 
@@ -323,7 +333,7 @@ class NetworkManager:
                         gateway=(ipaddress.IPv4Address(endpoint.network.gateway)
                                  if index == routed else None),
                         alias=self._endpoint_alias(row.id, endpoint.network.id),
-                        mac=joined[index][0].mac_address)
+                        mac=mac_for(endpoint.address, joined[index][0].mac_address))
                     endpoints[index] = Endpoint(endpoint.network, endpoint.address,
                                                 interface, endpoint.aliases)
                 faults.point("network-after-veth")
@@ -380,7 +390,7 @@ class NetworkManager:
                     address=ipaddress.IPv4Interface(
                         f"{address}/{ipaddress.IPv4Network(network.subnet).prefixlen}"),
                     gateway=None, alias=self._endpoint_alias(row.id, network.id),
-                    mac=attachment.mac_address)
+                    mac=mac_for(address, attachment.mac_address))
                 self._sync()
             except BaseException:
                 with contextlib.suppress(ComposerError, OSError):

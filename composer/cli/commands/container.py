@@ -222,13 +222,18 @@ def _wait(app: App, options: argparse.Namespace) -> int:
     return 0
 
 
-def _ago(seconds: float) -> str:
-    seconds = max(0.0, seconds)
-    for unit, size in (("day", 86400), ("hour", 3600), ("minute", 60)):
-        if seconds >= size * 2 or (unit == "minute" and seconds >= 60):
-            count = int(seconds // size)
-            return f"{count} {unit}{'s' if count != 1 else ''}"
-    return "Less than a second" if seconds < 1 else f"{int(seconds)} seconds"
+def ago(seconds: float) -> str:
+    """Docker's age of a thing (go-units' HumanDuration): ``Less than a second``,
+    ``1 second``, ``5 seconds``, ``About a minute``, ``3 hours``, ``2 weeks``..."""
+    s = int(max(0.0, seconds))
+    minutes, hours = s // 60, int(max(0.0, seconds) / 3600 + 0.5)
+    steps = ((s < 1, "Less than a second"), (s == 1, "1 second"), (s < 60, f"{s} seconds"),
+             (minutes == 1, "About a minute"), (minutes < 60, f"{minutes} minutes"),
+             (hours == 1, "About an hour"), (hours < 48, f"{hours} hours"),
+             (hours < 24 * 7 * 2, f"{hours // 24} days"),
+             (hours < 24 * 30 * 2, f"{hours // 24 // 7} weeks"),
+             (hours < 24 * 365 * 2, f"{hours // 24 // 30} months"))
+    return next((text for hit, text in steps if hit), f"{s // 3600 // 24 // 365} years")
 
 
 def status_text(c: dict[str, Any], now: float) -> str:
@@ -236,7 +241,7 @@ def status_text(c: dict[str, Any], now: float) -> str:
     state = c["State"]
     status = state["Status"]
     if status in ("running", "paused"):
-        text = f"Up {_ago(now - state['StartedAtUnix'])}"
+        text = f"Up {ago(now - state['StartedAtUnix'])}"
         health = (state.get("Health") or {}).get("Status")
         if status == "paused":
             text += " (Paused)"
@@ -244,9 +249,9 @@ def status_text(c: dict[str, Any], now: float) -> str:
             text += f" ({'health: starting' if health == 'starting' else health})"
         return text
     if status == "restarting":
-        return f"Restarting ({state['ExitCode']}) {_ago(now - state['FinishedAtUnix'])} ago"
+        return f"Restarting ({state['ExitCode']}) {ago(now - state['FinishedAtUnix'])} ago"
     if status == "exited":
-        return f"Exited ({state['ExitCode']}) {_ago(now - state['FinishedAtUnix'])} ago"
+        return f"Exited ({state['ExitCode']}) {ago(now - state['FinishedAtUnix'])} ago"
     return str(status).capitalize()
 
 
@@ -267,7 +272,7 @@ def _ls(app: App, options: argparse.Namespace) -> int:
         if not options.no_trunc and len(command) > 20:
             command = command[:19] + "…"
         app.print(f"{c['Id'][:12]:<14}{c['Image'][:26]:<28}{json.dumps(command):<24}"
-                  f"{_ago(now - c['Created']) + ' ago':<18}{status_text(c, now):<30}{c['Name']}")
+                  f"{ago(now - c['Created']) + ' ago':<18}{status_text(c, now):<30}{c['Name']}")
     return 0
 
 
@@ -287,11 +292,18 @@ def _exec(app: App, options: argparse.Namespace) -> int:
         app.abort("exec needs a command: composer container exec CONTAINER COMMAND [ARG...]",
                   EXIT_COMPOSER)
     env = dict(item.partition("=")[::2] for item in options.env)
-    body = {"args": options.args, "env": env, "user": options.user,
-            "working_dir": options.workdir, "tty": options.tty,
-            "interactive": options.interactive, "privileged": options.privileged,
-            "detach": options.detach}
+    body = exec_body(options.args, env=env, user=options.user, workdir=options.workdir,
+                     tty=options.tty, interactive=options.interactive,
+                     privileged=options.privileged, detach=options.detach)
     return interactive.exec_session(client(options), options.container, body)
+
+
+def exec_body(args: list[str], *, env: dict[str, str], user: str | None,
+              workdir: str | None, tty: bool, interactive: bool, privileged: bool,
+              detach: bool) -> dict[str, Any]:
+    """The engine's ``exec`` request (``container exec`` and the project's ``exec``)."""
+    return {"args": args, "env": env, "user": user, "working_dir": workdir, "tty": tty,
+            "interactive": interactive, "privileged": privileged, "detach": detach}
 
 
 def _top(app: App, options: argparse.Namespace) -> int:

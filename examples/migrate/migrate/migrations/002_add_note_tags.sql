@@ -1,0 +1,2 @@
+ALTER TABLE notes ADD COLUMN tags TEXT NOT NULL DEFAULT '';
+CREATE INDEX notes_by_tags ON notes (tags);

@@ -28,15 +28,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     from composer.errors import ComposerError
 
     app = App()
-    parser = build_parser(args)
-    # Flags of commands still to come are not declared yet; only those commands may have them.
-    options, unknown = parser.parse_known_args(args)
-    if unknown and options.command not in PLANNED:
-        parser.error(f"unrecognized arguments: {' '.join(unknown)}")
-    if options.command is None:
-        parser.print_help(sys.stderr)
-        return 2
     try:
+        parser = build_parser(args)
+        # Flags of commands still to come are not declared yet; only those commands may
+        # have them.
+        options, unknown = parser.parse_known_args(args)
+        if unknown and options.command not in PLANNED:
+            parser.error(f"unrecognized arguments: {' '.join(unknown)}")
+        if options.command is None:
+            parser.print_help(sys.stderr)
+            return 2
         if options.command in PLANNED:
             app.abort(f"'composer {options.command}' is not implemented yet: this release "
                       "loads, validates and plans projects (composer config, composer plan) "

@@ -95,9 +95,12 @@ def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
     parser.add_argument("--env-file", dest="env_files", action="append", default=[],
                         metavar="FILE", help="environment file (repeatable)")
     parser.add_argument("--parallel", type=int, default=-1, metavar="N")
-    parser.add_argument("--progress", choices=("auto", "tty", "plain", "json", "quiet"),
-                        default="auto")
-    parser.add_argument("--ansi", choices=("never", "always", "auto"), default="auto")
+    progress = ("auto", "tty", "plain", "json", "quiet")
+    parser.add_argument("--progress", choices=progress,
+                        default=_from_environment("COMPOSE_PROGRESS", progress, "auto"))
+    ansi = ("never", "always", "auto")
+    parser.add_argument("--ansi", choices=ansi,
+                        default=_from_environment("COMPOSE_ANSI", ansi, "auto"))
     parser.add_argument("--dry-run", action="store_true")
     parser.add_argument("--root", metavar="DIR", help="state root (default /var/lib/composer)")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
@@ -114,3 +117,17 @@ def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
         sub = commands.add_parser(name, help="(not implemented yet)", add_help=False)
         sub.add_argument("rest", nargs=argparse.REMAINDER)
     return parser
+
+
+def _from_environment(variable: str, choices: tuple[str, ...], unset: str) -> str:
+    """The default of a global option from its ``COMPOSE_*`` variable (``unset`` when it is
+    not set); a value the option does not take is an error, not silently ignored."""
+    import os
+
+    from composer.errors import UsageError
+
+    value = os.environ.get(variable) or unset
+    if value not in choices:
+        raise UsageError(f"{variable}={value!r} is not one of {', '.join(choices)}: "
+                         f"set it to one of them or unset it")
+    return value

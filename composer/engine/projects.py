@@ -229,13 +229,14 @@ class ProjectManager:
             refs = [image_ref(project, s) for s in project.services.values()]
             plan = plan_down(project, observe(self.m, name, refs), DownOptions(
                 volumes=bool(options.get("volumes")), remove_orphans=orphans,
-                rmi=options.get("rmi"), timeout=options.get("timeout")))
+                rmi=options.get("rmi"), timeout=options.get("timeout"),
+                services=tuple(options.get("services") or ())))
             emit({"plan": _plan_data(plan), "round": 1})
             runtime = ProjectRuntime(self.m, project, contents={}, builds={},
                                      say=lambda where, line: emit({"say": where,
                                                                    "message": line}))
             ok = options.get("dry_run") or not plan or self._apply(plan, runtime, options, emit)
-            if ok and not options.get("dry_run"):
+            if ok and not options.get("dry_run") and not options.get("services"):
                 projects.forget(self.m.db, name)
             emit({"result": {"ok": bool(ok)}})
 
@@ -331,7 +332,8 @@ def _event(event: Event) -> dict[str, Any]:
 
 
 _OPTION_FIELDS = ("services", "no_deps", "recreate", "recreate_deps", "remove_orphans",
-                  "renew_anon_volumes", "scale", "no_start", "pull", "build", "timeout")
+                  "renew_anon_volumes", "scale", "no_start", "pull", "build", "no_build",
+                  "timeout")
 
 
 def _plan_options(options: Mapping[str, Any], request: Mapping[str, Any]) -> Any:

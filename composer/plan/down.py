@@ -28,6 +28,9 @@ class DownOptions:
     remove_orphans: bool = False
     rmi: str | None = None  # local | all
     timeout: float | None = None
+    # ``down SERVICE...``: only these services' containers (and their one-offs) go; networks,
+    # volumes and images only once no other container of the project is left.
+    services: tuple[str, ...] = ()
 
 
 def plan_down(desired: Project, observed: Observed, options: DownOptions | None = None) -> Plan:
@@ -39,8 +42,11 @@ def plan_down(desired: Project, observed: Observed, options: DownOptions | None 
     removals: list[int] = []
     # A service stops only after its dependents have: their removals, by service.
     gone: dict[str, list[int]] = {}
+    chosen = set(options.services or desired.services)
     for generation in graph.stop_generations():
         for name in generation:
+            if name not in chosen:
+                continue
             after = [i for d in graph.dependents(name) for i in gone.get(d, [])]
             gone[name] = _remove_containers(out, observed.of_service(name), options,
                                             Kind.SERVICE, after)
@@ -49,7 +55,9 @@ def plan_down(desired: Project, observed: Observed, options: DownOptions | None 
                       if c.service not in desired.services and not c.oneoff),
                      key=lambda c: (c.service, c.number, c.name))
     # One-off containers (`run`) go with the project, as in Compose.
-    oneoffs = sorted((c for c in observed.containers if c.oneoff), key=lambda c: c.name)
+    oneoffs = sorted((c for c in observed.containers
+                      if c.oneoff and (not options.services or c.service in chosen)),
+                     key=lambda c: c.name)
     removals += _remove_containers(out, oneoffs, options, Kind.CONTAINER, [],
                                    reason="one-off")
     if orphans and options.remove_orphans:
@@ -57,6 +65,10 @@ def plan_down(desired: Project, observed: Observed, options: DownOptions | None 
     elif orphans:
         out.warn(f"found orphan containers ({', '.join(c.name for c in orphans)}) for "
                  "services no longer in the project: run with --remove-orphans to remove them")
+    going = {c.name for c in oneoffs} | {c.name for c in orphans if options.remove_orphans}
+    if options.services and any(c.service not in chosen and c.name not in going
+                                for c in observed.containers):
+        return out.build()  # the rest of the project still uses its networks and volumes
     for network in sorted(observed.networks, key=lambda r: r.key):
         if not network.external:
             out.add(Action.REMOVE_NETWORK, Address(Kind.NETWORK, network.key), "down",

@@ -52,6 +52,7 @@ class Options:
     no_start: bool = False
     pull: str | None = None  # always | missing | never | build; None: each service's policy
     build: bool = False  # --build
+    no_build: bool = False  # --no-build: never build, even an image that is missing
     timeout: float | None = None  # stop timeout, seconds
     # Digests of the secrets' and configs' content (composer.manifest.contents), read by the
     # caller: a changed secret file recreates the services that use it.
@@ -207,10 +208,15 @@ class _Planner:
     def _image_action(self, service: Service, ref: str) -> tuple[Action | None, str]:
         present = ref in self.observed.images
         policy = self.options.pull or str(service.spec.get("pull_policy") or "missing")
-        if service.build is not None and (self.options.build or policy == "build"):
+        if service.build is not None and self.options.no_build:
+            if not present and not service.image:
+                self.out.warn(f"service {service.name}: image {ref} is not built and --no-build"
+                              f" was given: run 'composer build {service.name}' first")
+                return None, ""
+        elif service.build is not None and (self.options.build or policy == "build"):
             return Action.BUILD_IMAGE, "--build" if self.options.build else "pull_policy: build"
-        if service.build is not None and not present and (not service.image or
-                                                          policy in ("missing", "never")):
+        if service.build is not None and not self.options.no_build and not present and (
+                not service.image or policy in ("missing", "never")):
             return Action.BUILD_IMAGE, "not built yet"
         if policy == "always":
             return Action.PULL_IMAGE, "pull policy: always"

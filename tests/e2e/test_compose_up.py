@@ -167,6 +167,11 @@ def test_scale_up_and_down_and_orphans(engine: Engine, tmp_path: Path) -> None:
     _compose(engine, path, "up", "-d", "--scale", "web=1")
     assert sorted(_ids(engine, "scaled")) == ["scaled-extra-1", "scaled-web-1"]
     assert _ids(engine, "scaled")["scaled-web-1"] == first["scaled-web-1"]
+    # down SERVICE takes only that service; the network stays for the rest.
+    _compose(engine, path, "down", "extra")
+    assert sorted(_ids(engine, "scaled")) == ["scaled-web-1"]
+    assert "scaled_default" in engine.cli("network", "ls", check=True).stdout
+    _compose(engine, path, "up", "-d")
     # extra leaves the file: it is an orphan, named, and removed only when asked.
     path.write_text(SCALED_WITHOUT_EXTRA)
     kept = _compose(engine, path, "up", "-d")
@@ -324,4 +329,60 @@ def test_failures_name_the_service_and_the_next_up_fixes_them(engine: Engine,
     running = {n: c["State"]["Running"] for n, c in _containers(engine, "broken").items()}
     assert running["broken-needs-sick-1"] and running["broken-needs-crashing-1"], running
     assert running["broken-porty-1"], running
+    _compose(engine, path, "down")
+
+
+BUILT = """\
+    name: built
+    services:
+      app:
+        build: ./app
+        command: ["sh", "-c", "cat /msg; exec sleep 3600"]
+        stop_signal: SIGKILL
+"""
+
+
+def test_up_builds_rebuilds_on_build_and_recreates_only_when_the_image_changed(
+        engine: Engine, tmp_path: Path) -> None:
+    path = _project(tmp_path, BUILT)
+    dockerfile = path.parent / "app" / "Dockerfile"
+    dockerfile.parent.mkdir()
+    dockerfile.write_text("FROM local/busybox:latest\nRUN echo one > /msg\n")
+    first = _compose(engine, path, "up", "-d")
+    assert "Image built-app  Built" in first.stdout
+    original = _ids(engine, "built")
+    # A changed Dockerfile alone changes nothing (as Compose): the image exists.
+    dockerfile.write_text("FROM local/busybox:latest\nRUN echo two > /msg\n")
+    assert _compose(engine, path, "up", "-d").stdout.strip() == ""
+    assert _ids(engine, "built") == original
+    # --build rebuilds; the new image recreates the container and says why.
+    rebuilt = _compose(engine, path, "up", "-d", "--build")
+    assert "Recreate app: image changed" in rebuilt.stdout
+    assert _ids(engine, "built") != original
+    assert "two" in _compose(engine, path, "logs", "app").stdout
+    # A rebuild from the cache gives the same image: nothing is recreated.
+    again = _ids(engine, "built")
+    cached = _compose(engine, path, "up", "-d", "--build")
+    assert "CACHED" in cached.stdout and "Recreate" not in cached.stdout
+    assert _ids(engine, "built") == again
+    # pull_policy: build builds on every up, without --build.
+    path.write_text(textwrap.dedent(BUILT).replace("build: ./app",
+                                                   "build: ./app\n    pull_policy: build"))
+    dockerfile.write_text("FROM local/busybox:latest\nRUN echo three > /msg\n")
+    policy = _compose(engine, path, "up", "-d")
+    assert "Recreate app: image changed" in policy.stdout
+    assert "three" in _compose(engine, path, "logs", "app").stdout
+    # A failing build fails up, naming the service, the line and the exit code.
+    dockerfile.write_text("FROM local/busybox:latest\nRUN exit 7\n")
+    failed = _compose(engine, path, "up", "-d", check=False)
+    assert failed.returncode != 0
+    assert "service app" in failed.stderr and "Dockerfile:2" in failed.stderr
+    assert "code 7" in failed.stderr
+    # --no-build never builds: a missing image is named with what to do.
+    path.write_text(textwrap.dedent(BUILT))
+    _compose(engine, path, "down")
+    engine.cli("image", "rm", "built-app", check=True)
+    missing = _compose(engine, path, "up", "-d", "--no-build", check=False)
+    assert missing.returncode != 0
+    assert "--no-build" in missing.stderr and "composer build app" in missing.stderr
     _compose(engine, path, "down")

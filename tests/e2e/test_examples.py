@@ -7,6 +7,7 @@ an env file so that tests running side by side never collide.
 from __future__ import annotations
 
 import socket
+import urllib.error
 import urllib.request
 from pathlib import Path
 
@@ -63,3 +64,36 @@ def test_loadbalanced_replicas_share_one_name(engine: Engine, tmp_path: Path) ->
                for _ in range(6)}
     assert len(reached) == 3, reached
     engine.cli(*stack, "down", check=True)
+
+
+def test_webstack_gates_on_health_keeps_its_volume_and_guards_with_the_secret(
+        engine: Engine, tmp_path: Path) -> None:
+    port = _free_port()
+    folder = EXAMPLES / "webstack"
+    stack = ["-f", str(folder / "compose.yaml"), "--env-file", _env_file(tmp_path, WEB_PORT=port)]
+    engine.cli(*stack, "up", "-d", "--wait", timeout=300, check=True)
+    api, store = engine.inspect("webstack-api-1"), engine.inspect("webstack-store-1")
+    web, worker = engine.inspect("webstack-web-1"), engine.inspect("webstack-worker-1")
+    # web and worker wait for a healthy api, which waits for a healthy store.
+    assert api["State"]["StartedAtUnix"] >= store["State"]["StartedAtUnix"]
+    for dependent in (web, worker):
+        assert dependent["State"]["StartedAtUnix"] >= api["State"]["StartedAtUnix"]
+    base = f"http://127.0.0.1:{port}/cgi-bin/api"
+    status = _get(f"{base}/status")
+    assert "secret:         present" in status and "store:          up" in status, status
+    try:
+        _get(f"{base}/kv")
+        raise AssertionError("the api answered without its token")
+    except urllib.error.HTTPError as refused:
+        assert refused.code == 401
+    token = {"X-Api-Token": (folder / "secrets" / "api_token.txt").read_text().strip()}
+    assert "stored" in _get(f"{base}/kv/greeting", token, b"hello")
+    # The store's data is on its named volume: down and up keep it, down -v removes it.
+    engine.cli(*stack, "down", check=True)
+    engine.cli(*stack, "up", "-d", "--wait", timeout=300, check=True)
+    assert _get(f"{base}/kv/greeting", token).strip() == "hello"
+    inside = engine.cli(*stack, "exec", "-T", "api", "cat", "/run/secrets/api_token",
+                        check=True)
+    assert inside.stdout.strip() == token["X-Api-Token"]
+    engine.cli(*stack, "down", "-v", check=True)
+    assert "webstack_store-data" not in engine.cli("volume", "ls", "-q", check=True).stdout

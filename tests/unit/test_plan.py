@@ -459,6 +459,12 @@ def down_of_stopped_containers_skips_the_stop(tmp: Path) -> Case:
 
 
 @case
+def down_of_one_service_keeps_the_networks_the_rest_uses(tmp: Path) -> Case:
+    p = project(tmp, WEB_DB)
+    return p, running(p), DownOptions(volumes=True, services=("web",))
+
+
+@case
 def down_of_nothing(tmp: Path) -> Case:
     p = project(tmp, WEB_DB)
     return p, nothing(p), DownOptions(volumes=True)

@@ -124,7 +124,8 @@ def up_options(options: argparse.Namespace, project: Any) -> dict[str, Any]:
         "recreate_deps": "force" if options.always_recreate_deps else "diverged",
         "remove_orphans": remove_orphans, "renew_anon_volumes": options.renew_anon_volumes,
         "scale": scale_of(options.scale, project.services), "no_start": options.no_start,
-        "pull": options.pull, "build": options.build, "timeout": options.timeout,
+        "pull": options.pull, "build": options.build,
+        "no_build": options.no_build, "timeout": options.timeout,
         "dry_run": bool(getattr(options, "dry_run", False)),
         "parallel": options.parallel if options.parallel > 0 else 0,
     }
@@ -266,13 +267,15 @@ def run_down(app: App, options: argparse.Namespace) -> int:
     if not name:
         raise UsageError("no compose file found and no project name given: run in the "
                          "project's directory, or name it with -p NAME")
-    if options.services_selected:
-        app.warn("down SERVICE...: composer takes the whole project down (services named "
-                 "are not singled out yet)")
+    unknown = [s for s in options.services_selected
+               if project is not None and s not in project.services]
+    if unknown:
+        raise UsageError(f"no such service: {', '.join(unknown)}")
     remove_orphans = options.remove_orphans or _true(os.environ.get("COMPOSE_REMOVE_ORPHANS"))
     body = {"project": project_document(project) if project is not None else None,
             "options": {"volumes": options.volumes, "rmi": options.rmi,
                         "remove_orphans": remove_orphans, "timeout": options.timeout,
+                        "services": list(options.services_selected),
                         "dry_run": bool(getattr(options, "dry_run", False))}}
     engine = engine_client(options)
     progress = Progress(app, "quiet" if options.progress == "quiet" else options.progress)

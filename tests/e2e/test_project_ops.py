@@ -107,25 +107,32 @@ def project(engine: Engine, tmp_path: Path) -> Project:
     return made
 
 
+_UNREAD: dict[int, list[bytes]] = {}  # by pid: what a read took beyond the line asked for
+
+
 def _lines_until(proc: subprocess.Popen[bytes], pattern: str, *, limit: float = 30
                  ) -> list[str]:
-    """Lines of ``proc``'s stdout up to one matching ``pattern`` (or its end)."""
+    """Lines of ``proc``'s stdout up to one matching ``pattern`` (or its end, or ``limit``
+    seconds without output). Lines read past the match are kept for the next call: one read
+    often brings several."""
     assert proc.stdout is not None
+    pending = _UNREAD.setdefault(proc.pid, [b""])
     lines: list[str] = []
-    buffer = b""
     while True:
+        *complete, rest = pending[0].split(b"\n")
+        for i, raw in enumerate(complete):
+            lines.append(raw.decode(errors="replace"))
+            if re.search(pattern, lines[-1]):
+                pending[0] = b"\n".join([*complete[i + 1:], rest])
+                return lines
+        pending[0] = rest
         ready, _, _ = select.select([proc.stdout], [], [], limit)
         if not ready:
             return lines
         chunk = os.read(proc.stdout.fileno(), 65536)
         if not chunk:
             return lines
-        buffer += chunk
-        *complete, buffer = buffer.split(b"\n")
-        for raw in complete:
-            lines.append(raw.decode(errors="replace"))
-            if re.search(pattern, lines[-1]):
-                return lines
+        pending[0] += chunk
 
 
 @pytest.fixture
@@ -222,6 +229,27 @@ def test_logs_are_prefixed_aligned_and_filtered(project: Project) -> None:
     assert "\033[" not in done.stdout  # no colours when stdout is no terminal
     coloured = project.cli("--ansi", "always", "logs", "worker").stdout
     assert coloured.startswith("\033[36m") and "\033[0mdone" in coloured
+
+
+def test_logs_follow_every_container_and_end_when_they_stop(
+        project: Project, watcher: list[subprocess.Popen[bytes]]) -> None:
+    n = project.name
+    follow = project.popen("logs", "-f", "--no-color", "db", "web")
+    watcher.append(follow)
+    wanted = {f"{n}-db-1", f"{n}-web-1", f"{n}-web-2"}
+    seen: set[str] = set()
+    while seen != wanted:  # what each container wrote before, one line at a time
+        line = _lines_until(follow, ".")
+        assert line, f"logs -f ended or stalled after {sorted(seen)}"
+        seen.add(line[-1].split(" | ")[0].rstrip())
+    assert follow.poll() is None  # still following
+    project.engine.cli("container", "exec", f"{n}-db-1", "sh", "-c", "echo late > /proc/1/fd/1",
+                       check=True)
+    assert any(line.endswith("| late") for line in _lines_until(follow, r"\| late$")), \
+        "a line written after the start was not followed"
+    assert project.cli("stop", "-t", "5").returncode == 0
+    # Every followed container stopped: logs -f ends by itself, successfully.
+    assert follow.wait(timeout=30) == 0
 
 
 def test_exec_passes_the_exit_code_env_user_and_workdir(project: Project) -> None:

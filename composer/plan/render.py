@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from typing import Any
 
 from composer.plan.actions import Plan
@@ -25,6 +26,17 @@ def to_data(plan: Plan) -> dict[str, Any]:
                     for c in plan.changes],
         "warnings": list(plan.warnings),
     }
+
+
+def from_data(data: Mapping[str, Any]) -> Plan:
+    """The plan :func:`to_data` gave (as the engine sends it), for printing on this side."""
+    from composer.plan.actions import Action, Address, Change, Kind
+
+    return Plan(str(data.get("project", "")), tuple(
+        Change(int(c["id"]), Action(c["action"]),
+               Address(Kind(c["kind"]), str(c["name"]), c.get("number")), str(c["reason"]),
+               tuple(c.get("requires") or ()), tuple(c.get("fields") or ()))
+        for c in data.get("changes") or ()), tuple(data.get("warnings") or ()))
 
 
 def to_json(plan: Plan) -> str:

@@ -54,19 +54,10 @@ def run_plan(app: App, options: argparse.Namespace) -> int:
     if options.format == "json":
         app.print(json.dumps(plan, indent=2, ensure_ascii=False))
         return 0
-    lines = [_line(c) for c in plan["changes"]] or ["nothing to do"]
-    lines += [f"warning: {w}" for w in plan["warnings"]]
-    app.print("\n".join(lines))
+    from composer.plan.render import from_data, to_text
+
+    app.print(to_text(from_data(plan)).rstrip("\n"))
     return 0
-
-
-def _line(change: dict[str, Any]) -> str:
-    after = f"  (after {', '.join(str(i) for i in change['requires'])})" \
-        if change["requires"] else ""
-    target = change["address"]
-    if change["action"].endswith(f" {change['kind']}"):
-        target = target.removeprefix(f"{change['kind']} ")
-    return f"{change['id']:>3} {change['action']} {target}: {change['reason']}{after}"
 
 
 def scale_of(values: list[str], services: Any) -> dict[str, int]:

@@ -36,6 +36,10 @@ class Reporter:
             with self._lock:
                 self.app.err.write(f" {prefix}✔ Container {name}  {word}\n")
 
+    def warn(self, message: str) -> None:
+        with self._lock:
+            self.app.warn(message)
+
     def failed(self, name: str, error: str) -> None:
         with self._lock:
             self.app.err.write(f" ✘ Container {name}  Error\n")
@@ -67,10 +71,18 @@ def each(reporter: Reporter, options: argparse.Namespace, containers: Sequence[C
     return not failed
 
 
-def post(client: Any, verb: str, params: dict[str, Any] | None = None
-          ) -> Callable[[Container], None]:
+def post(client: Any, verb: str, params: dict[str, Any] | None = None, *,
+         reporter: Reporter | None = None) -> Callable[[Container], None]:
+    """``verb`` on a container; with a ``reporter``, the compose form: the engine runs the
+    service's lifecycle hooks around it (``hooks=1``) and its warnings are shown."""
+    if reporter is not None:
+        params = {**(params or {}), "hooks": 1}
+
     def act(c: Container) -> None:
-        client.request("POST", f"/v1/containers/{c.id}/{verb}", params=params)
+        answer = client.request("POST", f"/v1/containers/{c.id}/{verb}", params=params)
+        if reporter is not None and isinstance(answer, dict):
+            for warning in answer.get("Warnings") or ():
+                reporter.warn(str(warning))
     return act
 
 

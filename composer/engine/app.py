@@ -213,12 +213,26 @@ class Routes:
         return {"Id": self._conflicts(lambda: self.m.remove(
             row.id, force=_flag(request, "force"), volumes=_flag(request, "volumes")))}
 
+    def _hooked(self, request: Request, verb: str) -> Any:
+        """``?hooks=1`` (the compose commands): the verb with the service's lifecycle hooks."""
+        from composer.engine.project_hooks import routed
+
+        row = self._find(request)
+        t = _param(request, "t")
+        warnings = self._conflicts(lambda: routed(self.m, verb, row.id,
+                                                  None if t is None else float(t)))
+        return {"Id": row.id, "Warnings": warnings}
+
     def start(self, request: Request) -> Any:
+        if _flag(request, "hooks"):
+            return self._hooked(request, "start")
         row = self._find(request)
         self._conflicts(lambda: self.m.start(row.id))
         return {"Id": row.id}
 
     def stop(self, request: Request) -> Any:
+        if _flag(request, "hooks"):
+            return self._hooked(request, "stop")
         row = self._find(request)
         t = _param(request, "t")
         self.m.stop(row.id, timeout=None if t is None else float(t),
@@ -226,6 +240,8 @@ class Routes:
         return {"Id": row.id}
 
     def restart(self, request: Request) -> Any:
+        if _flag(request, "hooks"):
+            return self._hooked(request, "restart")
         row = self._find(request)
         t = _param(request, "t")
         self.m.restart(row.id, timeout=None if t is None else float(t))

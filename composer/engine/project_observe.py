@@ -3,6 +3,8 @@
 Everything is found by the labels composer put on it when it made it (the project label on
 containers, networks and volumes), never by today's manifest: a service deleted from the file
 still shows up, as an orphan, and a renamed network is still found under its old name.
+The init containers of ``pre_start`` (:mod:`composer.engine.project_hooks`) are one-offs:
+the planner leaves them alone and ``down`` removes them.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
+from composer.engine.project_hooks import HOOK
 from composer.state import labels as L
 from composer.state.observed import (
     CREATED,
@@ -79,7 +82,9 @@ def _container(row: ContainerRow, network_keys: Mapping[str, str],
         state=_STATES.get(row.status, EXITED), image=row.image_ref, image_id=row.image_id,
         health=str(health) if health else None,
         exit_code=row.exit_code if row.status in ("exited", "dead") else None,
-        oneoff=labels.get(L.LABEL_ONEOFF) == "True",
+        # An init container (pre_start) is a one-off of its service, never a replica,
+        # even if something made it without the one-off label.
+        oneoff=labels.get(L.LABEL_ONEOFF) == "True" or HOOK in labels,
         networks=tuple(sorted(network_keys[n] for n in attached if n in network_keys)),
         volumes=tuple(sorted(volume_keys[v] for v in mounted if v in volume_keys)),
         config=config)

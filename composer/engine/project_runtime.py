@@ -6,8 +6,10 @@ The planner's changes carry compose words (a service's normalized config, a netw
 options) and calls the same managers ``composer container ...`` uses, so a compose container
 is an ordinary container with Compose's labels.
 
-Every method keeps the two rules of :mod:`composer.runtime.base`: ``ensure`` of what exists is
-success, ``remove`` of what is gone is success. Failures are :class:`RuntimeFailure` with a
+Starting and stopping a service container run its lifecycle hooks
+(:mod:`composer.engine.project_hooks`). Every method keeps the two rules of
+:mod:`composer.runtime.base`: ``ensure`` of what exists is success, ``remove`` of what is
+gone is success. Failures are :class:`RuntimeFailure` with a
 message that names the object, as the plan's output shows them.
 """
 
@@ -98,18 +100,13 @@ def _host_platform(ref: str, platform: str | None) -> None:
 class _Containers:
     def __init__(self, manager: ContainerManager, project: Project,
                  contents: Mapping[str, str], say: Say) -> None:
-        from composer.engine.service_spec import ServiceContext
-        from composer.plan.reconcile import container_name
+        from composer.engine.service_spec import project_context
 
         self.m = manager
         self.project = project
         self.contents = contents
         self.say = say
-        self.context = ServiceContext(
-            project=project.name, project_dir=project.working_dir, tree=project.to_dict(),
-            environment=project.environment,
-            peers={name: container_name(project, service, 1)
-                   for name, service in project.services.items()})
+        self.context = project_context(project)
 
     def _row(self, name: str) -> ContainerRow | None:
         from composer.engine.containers import NoSuchContainer
@@ -165,24 +162,40 @@ class _Containers:
                     f"'composer volume create {volume.name}'")
 
     def start(self, name: str) -> None:
+        """Start it with its lifecycle hooks: pre_start steps, then post_start
+        (:mod:`composer.engine.project_hooks`); a hook's failure names its service."""
+        from composer.engine import project_hooks
+
         try:
-            self.m.start(name)
+            project_hooks.start(self.m, name, project=self.project, say=self.say)
+        except RuntimeFailure:
+            raise
         except ComposerError as e:
             raise RuntimeFailure(f"container {name}: {e}") from e
 
     def stop(self, name: str, *, timeout: float | None = None) -> None:
+        """Stop it after its pre_stop hooks (a failing one is a warning, said)."""
+        from composer.engine import project_hooks
+
         if self._row(name) is None:
             return
         try:
-            self.m.stop(name, timeout=timeout)
+            project_hooks.stop(self.m, name, timeout=timeout, say=self.say)
         except ComposerError as e:
             raise RuntimeFailure(f"container {name}: {e}") from e
 
     def remove(self, name: str, *, volumes: bool = False) -> None:
-        if self._row(name) is None:
+        from composer.engine.containers import NoSuchContainer
+        from composer.engine.project_hooks import remove_steps_of
+
+        row = self._row(name)
+        if row is None:
             return
         try:
-            self.m.remove(name, force=True, volumes=volumes)
+            remove_steps_of(self.m, row, every=volumes)
+            self.m.remove(row.id, force=True, volumes=volumes)
+        except NoSuchContainer:
+            return  # removed meanwhile (down removes init containers by two ways at once)
         except ComposerError as e:
             raise RuntimeFailure(f"container {name}: {e}") from e
 

@@ -18,7 +18,7 @@ import re
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from functools import cache
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from composer.engine.service_mounts import (
     Warn,
@@ -33,14 +33,19 @@ from composer.engine.service_mounts import (
     ulimits,
 )
 
+if TYPE_CHECKING:
+    from composer.manifest.model import Project
+
 PROTOCOLS = ("tcp", "udp", "sctp")
 LOG_DRIVERS = ("json-file", "local", "none")
 _PUBLISHED = re.compile(r"(\d+)(?:-(\d+))?")
 _RESTART = re.compile(r"no|always|unless-stopped|on-failure(?::\d+)?")
 
 #: Attributes that say how composer gets to the container (building, pulling, ordering,
-#: replicas, hooks run by the engine) or that are already read into others (``env_file``
-#: into ``environment``; ``labels``/``label_file`` into the labels the caller gives).
+#: replicas) or that are already read into others (``env_file`` into ``environment``;
+#: ``labels``/``label_file`` into the labels the caller gives). The lifecycle hooks are not
+#: the container's own settings: :mod:`composer.engine.project_hooks` runs ``post_start`` and
+#: ``pre_stop`` inside it and ``pre_start`` as init containers made with :func:`container_spec`.
 ELSEWHERE = frozenset({
     "attach", "build", "container_name", "depends_on", "develop", "env_file", "extends",
     "image", "label_file", "labels", "platform", "post_start", "pre_start", "pre_stop",
@@ -78,6 +83,17 @@ class ServiceContext:
     #: Service name -> the name of that service's container #1 (``network_mode: service:X``,
     #: ``volumes_from: [X]``, ``links: [X[:alias]]``).
     peers: Mapping[str, str]
+
+
+def project_context(project: Project) -> ServiceContext:
+    """The context of the services of ``project``: peers are each service's container #1."""
+    from composer.plan.reconcile import container_name
+
+    return ServiceContext(
+        project=project.name, project_dir=project.working_dir, tree=project.to_dict(),
+        environment=project.environment,
+        peers={name: container_name(project, service, 1)
+               for name, service in project.services.items()})
 
 
 def container_spec(ctx: ServiceContext, service: str, config: Mapping[str, Any], *,

@@ -184,7 +184,8 @@ class _Stopper:
             by_service: dict[str, list[dict[str, Any]]] = {}
             for c in self.containers:
                 by_service.setdefault(c["Labels"][_SERVICE], []).append(c)
-            params = {"t": self.timeout} if self.timeout is not None else {}
+            # hooks: the engine runs each container's pre_stop first, as `stop` does.
+            params = {"hooks": 1, **({"t": self.timeout} if self.timeout is not None else {})}
             for generation in self.order:
                 workers = [threading.Thread(target=self._quietly, args=(
                     "POST", f"/v1/containers/{c['Id']}/stop", params))

@@ -9,8 +9,10 @@ does; ``ps`` is in :mod:`composer.cli.project_ps`, the streaming ``logs``, ``eve
 :mod:`composer.cli.project_actions`. Flags, messages, output formats and exit codes are
 Docker Compose v2's. Starting goes in dependency order, one generation at a time, waiting for
 ``service_healthy`` and ``service_completed_successfully`` dependencies as Compose does;
-stopping in reverse order. Progress lines go to stderr, as Compose's do, so that stdout stays
-the command's answer.
+stopping in reverse order. ``start``, ``stop`` and ``restart`` ask the engine to run the
+services' lifecycle hooks (``post_start``, ``pre_stop``, ``pre_start``) around them, as
+``up`` and ``down`` do (:mod:`composer.engine.project_hooks`). Progress lines go to stderr,
+as Compose's do, so that stdout stays the command's answer.
 """
 
 from __future__ import annotations
@@ -171,7 +173,7 @@ def run_start(app: App, options: argparse.Namespace) -> int:
         if not reporter.dry_run:
             wait_dependencies(client, target, group, started)
         if not each(reporter, options, [c for c in group if not c.running],
-                    post(client, "start"), "Started"):
+                    post(client, "start", reporter=reporter), "Started"):
             return 1
         started += group
     if options.wait and not reporter.dry_run:
@@ -186,7 +188,7 @@ def stop_containers(app: App, options: argparse.Namespace, target: Target,
     reporter = Reporter(app, options)
     params = {"t": timeout} if timeout is not None else None
     return all(each(reporter, options, [c for c in group if c.running],
-                    post(client, "stop", params), "Stopped")
+                    post(client, "stop", params, reporter=reporter), "Stopped")
                for group in stop_generations(target, found))
 
 
@@ -211,7 +213,8 @@ def run_restart(app: App, options: argparse.Namespace) -> int:
     for group in start_generations(target, found):
         if not reporter.dry_run:
             wait_dependencies(client, target, group, done)
-        if not each(reporter, options, group, post(client, "restart", params), "Started"):
+        if not each(reporter, options, group, post(client, "restart", params, reporter=reporter),
+                    "Started"):
             return 1
         done += group
     return 0

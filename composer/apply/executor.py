@@ -16,7 +16,7 @@ wait healthy       name, timeout? (None)                            containers.w
 wait completed     name, timeout? (None), allow_failure? (False)    containers.wait_completed
 stop               name, timeout? (None)                            containers.stop
 remove             name, volumes? (False)                           containers.remove
-rename             from, to                                         containers.rename
+rename             from, to, replaces? (None)                       containers.rename
 remove orphan      name, volumes? (False)                           containers.remove
 remove network     name                                             networks.remove
 remove volume      name                                             volumes.remove
@@ -145,7 +145,7 @@ def _remove(rt: Runtime, p: Mapping[str, Any]) -> None:
 
 
 def _rename(rt: Runtime, p: Mapping[str, Any]) -> None:
-    rt.containers.rename(p["from"], p["to"])
+    rt.containers.rename(p["from"], p["to"], replaces=p.get("replaces"))
 
 
 def _remove_network(rt: Runtime, p: Mapping[str, Any]) -> None:

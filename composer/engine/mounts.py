@@ -211,6 +211,19 @@ def anonymous_volume(manager: ContainerManager, owner: str, target: str) -> Volu
             ANONYMOUS: "", OWNER: owner, TARGET: target})
 
 
+def hand_over_anonymous(manager: ContainerManager, previous: str, successor: str) -> list[str]:
+    """Give container ``successor`` the anonymous volumes container ``previous`` left (a
+    compose recreate: the data on ``-v /path`` and image VOLUME paths outlives the container,
+    as in Compose, unless ``-V`` removed them with it). The names handed over."""
+    handed = []
+    with _anonymous_lock:
+        for volume in manager.volumes.all():
+            if ANONYMOUS in volume.labels and volume.labels.get(OWNER) == previous:
+                manager.volumes.relabel(volume.name, {**volume.labels, OWNER: successor})
+                handed.append(volume.name)
+    return handed
+
+
 def drop_anonymous(manager: ContainerManager, row: ContainerRow) -> None:
     """Remove the anonymous volumes of a removed container (``rm -v``, ``--rm``), except
     those another container still uses (``volumes_from``)."""

@@ -199,9 +199,13 @@ class _Containers:
         except ComposerError as e:
             raise RuntimeFailure(f"container {name}: {e}") from e
 
-    def rename(self, old: str, new: str) -> None:
+    def rename(self, old: str, new: str, *, replaces: str | None = None) -> None:
+        from composer.engine.mounts import hand_over_anonymous
+
         try:
-            self.m.rename(old, new)
+            row = self.m.rename(old, new)
+            if replaces:
+                hand_over_anonymous(self.m, replaces, row.id)
         except ComposerError as e:
             raise RuntimeFailure(f"container {old}: {e}") from e
 

@@ -397,7 +397,8 @@ class _Planner:
                               params={"name": current.name,
                                       "volumes": self.options.renew_anon_volumes})
         rename = self.out.add(Action.RENAME, address, f"{temporary} -> {current.name}",
-                              requires=[remove], params={"from": temporary, "to": current.name})
+                              requires=[remove], params={"from": temporary, "to": current.name,
+                                                      "replaces": current.id})
         if self.options.no_start:
             return None
         return self.out.add(Action.START, address, "recreated",

@@ -81,8 +81,9 @@ class Containers(Protocol):
         """Remove it (and its anonymous volumes when ``volumes``); a container gone is success."""
         ...
 
-    def rename(self, old: str, new: str) -> None:
-        """Give the container ``old`` the name ``new``."""
+    def rename(self, old: str, new: str, *, replaces: str | None = None) -> None:
+        """Give the container ``old`` the name ``new``; ``replaces``: the id of the container
+        it replaces (removed by now), whose anonymous volumes it takes over."""
         ...
 
     def wait_healthy(self, name: str, *, timeout: float | None) -> None:

@@ -168,6 +168,12 @@ class Volumes:
         assert made is not None
         return made
 
+    def relabel(self, name: str, labels: Mapping[str, str]) -> None:
+        """Replace the volume's labels (an anonymous volume handed to a recreated container)."""
+        with self.db.transaction() as conn:
+            conn.execute("UPDATE volumes SET labels = ? WHERE name = ?",
+                         (json.dumps(dict(labels), sort_keys=True), name))
+
     def get(self, name: str) -> Volume | None:
         with self.db.snapshot() as conn:
             row = conn.execute("SELECT name, driver, labels, options, created FROM volumes "

@@ -215,6 +215,38 @@ def test_volume_data_survives_down_and_down_v_removes_it(engine: Engine,
     assert "volumed_data" not in engine.cli("volume", "ls", "-q", check=True).stdout
 
 
+def test_a_recreate_keeps_anonymous_volumes_and_renew_anon_volumes_renews_them(
+        engine: Engine, tmp_path: Path) -> None:
+    text = """\
+        name: anon
+        services:
+          app:
+            image: local/busybox:latest
+            command: ["sleep", "600"]
+            stop_signal: SIGKILL
+            environment: {ROUND: "1"}
+            volumes: ["/cache"]
+        """
+    path = _project(tmp_path, text)
+    _compose(engine, path, "up", "-d")
+    engine.cli("container", "exec", "anon-app-1", "sh", "-c", "echo kept > /cache/f",
+               check=True)
+    before = set(engine.cli("volume", "ls", "-q", check=True).stdout.split())
+    path.write_text(textwrap.dedent(text).replace('"1"', '"2"'))
+    assert "Recreate app" in _compose(engine, path, "up", "-d").stdout
+    got = engine.cli("container", "exec", "anon-app-1", "cat", "/cache/f", check=True)
+    assert got.stdout.strip() == "kept"
+    assert set(engine.cli("volume", "ls", "-q", check=True).stdout.split()) == before
+    # -V: the recreated container starts with a new, empty anonymous volume; the old one goes.
+    _compose(engine, path, "up", "-d", "--force-recreate", "-V")
+    renewed = engine.cli("container", "exec", "anon-app-1", "ls", "/cache", check=True)
+    assert renewed.stdout.strip() == ""
+    after = set(engine.cli("volume", "ls", "-q", check=True).stdout.split())
+    assert len(after) == len(before) and after != before
+    _compose(engine, path, "down", "-v")
+    assert engine.cli("volume", "ls", "-q", check=True).stdout.split() == []
+
+
 JOBS = """\
     name: jobs
     services:

@@ -171,7 +171,7 @@ class MemoryContainers:
         with self.runtime.call("remove", name, volumes):
             self.by_name.pop(name, None)
 
-    def rename(self, old: str, new: str) -> None:
+    def rename(self, old: str, new: str, *, replaces: str | None = None) -> None:
         with self.runtime.call("rename", old, new):
             if new in self.by_name:
                 raise RuntimeFailure(f"container name {new} is already in use")

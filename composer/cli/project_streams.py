@@ -85,10 +85,13 @@ class LogWriter:
                  timestamps: bool, stdout: BinaryIO, stderr: BinaryIO) -> None:
         width = max((len(n) for n in names), default=0) + 1
         self.prefixes: dict[str, bytes] = {}
+        self.colors: dict[str, str] = {}
         for i, name in enumerate(names):
             text = f"{name:<{width}} | " if prefix else ""
+            if color:
+                self.colors[name] = _RAINBOW[i % len(_RAINBOW)]
             if color and text:
-                text = f"\033[{_RAINBOW[i % len(_RAINBOW)]}m{text}\033[0m"
+                text = f"\033[{self.colors[name]}m{text}\033[0m"
             self.prefixes[name] = text.encode()
         self.timestamps = timestamps
         self.out, self.err = stdout, stderr
@@ -112,6 +115,16 @@ class LogWriter:
             target.write(head + data + b"\n")
             if flush:
                 target.flush()
+
+    def status(self, name: str, message: str) -> None:
+        """A line about the container, not from it (Compose's ``web-1 exited with code 0``),
+        in its colour."""
+        text = f"{name} {message}"
+        if name in self.colors:
+            text = f"\033[{self.colors[name]}m{text}\033[0m"
+        with self._lock:
+            self.out.write(text.encode() + b"\n")
+            self.out.flush()
 
     def close(self) -> None:
         """Flush what a stream left unfinished (a last line without its newline)."""

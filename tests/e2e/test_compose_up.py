@@ -294,8 +294,10 @@ def test_foreground_up_prefixes_logs_and_returns_when_all_exit(engine: Engine,
     up = _compose(engine, path, "up")
     assert up.returncode == 0
     lines = up.stdout.splitlines()
-    assert "fg-first-1         | hello from first" in lines, up.stdout
-    assert "fg-second-longer-1 | hello from second" in lines, up.stdout
+    # Compose's prefix: the name padded to one more than the longest name.
+    assert "fg-first-1          | hello from first" in lines, up.stdout
+    assert "fg-second-longer-1  | hello from second" in lines, up.stdout
+    assert "fg-first-1 exited with code 0" in lines, up.stdout
     _compose(engine, path, "down")
 
 

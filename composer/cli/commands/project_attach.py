@@ -13,27 +13,30 @@ import signal
 import sys
 import threading
 from collections.abc import Iterator, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from composer.cli.app import App
 
-_COLORS = ("36", "33", "32", "35", "34", "96", "93", "92", "95", "94")
+if TYPE_CHECKING:
+    from composer.cli.project_streams import LogWriter
+
 _PROJECT = "com.docker.compose.project"
 _SERVICE = "com.docker.compose.service"
 _ONEOFF = "com.docker.compose.oneoff"
 
 
 def attach_project(app: App, engine: Any, project: Any, options: argparse.Namespace) -> int:
+    from composer.cli.project_streams import LogWriter, use_color
     from composer.graph import ServiceGraph
 
     containers = _attached(engine, project, options)
     if not containers:
         return 0
-    color = _colored(options)
-    width = max(len(c["Name"]) for c in containers)
-    services = sorted({c["Labels"][_SERVICE] for c in containers})
-    paint = {s: _COLORS[i % len(_COLORS)] for i, s in enumerate(services)}
+    writer = LogWriter([c["Name"] for c in containers], prefix=not options.no_log_prefix,
+                       color=use_color(options, sys.stdout), timestamps=options.timestamps,
+                       stdout=sys.stdout.buffer, stderr=sys.stdout.buffer)
     app.print("Attaching to " + ", ".join(c["Name"] for c in containers))
+    app.out.flush()  # the log lines below go to the byte stream under it
     lines: queue.Queue[tuple[str, dict[str, Any]] | tuple[str, None]] = queue.Queue()
     for container in containers:
         threading.Thread(target=_follow, args=(engine, container, lines), daemon=True,
@@ -42,9 +45,10 @@ def attach_project(app: App, engine: Any, project: Any, options: argparse.Namesp
     stopper = _Stopper(app, engine, containers, order, options.timeout)
     previous = signal.signal(signal.SIGINT, stopper.interrupt)
     try:
-        return _pump(app, engine, containers, lines, options, stopper, width, paint, color)
+        return _pump(app, engine, containers, lines, options, stopper, writer)
     finally:
         signal.signal(signal.SIGINT, previous)
+        writer.close()
 
 
 def _attached(engine: Any, project: Any, options: argparse.Namespace) -> list[dict[str, Any]]:
@@ -62,14 +66,6 @@ def _attached(engine: Any, project: Any, options: argparse.Namespace) -> list[di
     return sorted(found, key=lambda c: c["Name"])
 
 
-def _colored(options: argparse.Namespace) -> bool:
-    import os
-
-    if options.no_color or options.ansi == "never" or os.environ.get("NO_COLOR"):
-        return False
-    return options.ansi == "always" or sys.stdout.isatty()
-
-
 def _follow(engine: Any, container: Mapping[str, Any],
             lines: queue.Queue[tuple[str, dict[str, Any]] | tuple[str, None]]) -> None:
     name = str(container["Name"])
@@ -85,12 +81,10 @@ def _follow(engine: Any, container: Mapping[str, Any],
 
 def _pump(app: App, engine: Any, containers: list[dict[str, Any]],
           lines: queue.Queue[tuple[str, dict[str, Any]] | tuple[str, None]],
-          options: argparse.Namespace, stopper: _Stopper, width: int,
-          paint: Mapping[str, str], color: bool) -> int:
+          options: argparse.Namespace, stopper: _Stopper, writer: LogWriter) -> int:
     services = {c["Name"]: c["Labels"][_SERVICE] for c in containers}
     running = set(services)
     code = 0
-    out = sys.stdout
     while running:
         try:
             name, event = lines.get(timeout=0.2)
@@ -99,15 +93,11 @@ def _pump(app: App, engine: Any, containers: list[dict[str, Any]],
                 break
             continue
         if event is not None:
-            out.write(_prefix(name, width, paint[services[name]], color, options) +
-                      _text(event, options) + "\n")
-            out.flush()
+            writer.write(name, event)
             continue
         running.discard(name)
         exit_code = _exit_code(engine, name)
-        out.write(_prefix(name, width, paint[services[name]], color, options) +
-                  f"exited with code {exit_code}\n")
-        out.flush()
+        writer.status(name, f"exited with code {exit_code}")
         if options.exit_code_from and services[name] == options.exit_code_from:
             code = exit_code
         abort = options.abort_on_container_exit or \
@@ -116,6 +106,7 @@ def _pump(app: App, engine: Any, containers: list[dict[str, Any]],
             if not options.exit_code_from:
                 code = exit_code
             app.print("Aborting on container exit...")
+            app.out.flush()
             stopper.stop_all()
             running.clear()
     if stopper.started:
@@ -127,19 +118,6 @@ def _wait_interruptibly(done: threading.Event) -> None:
     # Short waits: a second Ctrl-C must reach the handler while the stop goes on.
     while not done.wait(0.2):
         pass
-
-
-def _prefix(name: str, width: int, paint: str, color: bool,
-            options: argparse.Namespace) -> str:
-    if options.no_log_prefix:
-        return ""
-    text = f"{name:<{width}} | "
-    return f"\033[{paint}m{text}\033[0m" if color else text
-
-
-def _text(event: Mapping[str, Any], options: argparse.Namespace) -> str:
-    line = str(event.get("line", ""))
-    return f"{event.get('time', '')} {line}" if options.timestamps else line
 
 
 def _exit_code(engine: Any, name: str) -> int:

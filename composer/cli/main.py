@@ -11,7 +11,7 @@ from collections.abc import Sequence
 # Compose's subcommands that composer has not implemented yet; they fail with a clear word
 # instead of argparse's "invalid choice".
 PLANNED = {
-    "attach", "commit", "export", "publish", "scale", "volumes", "watch",
+    "attach", "commit", "export", "publish", "scale", "volumes",
 }
 
 

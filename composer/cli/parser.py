@@ -54,6 +54,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "stats": ("project_ops", "resource usage of the project's containers"),
     "events": ("project_ops", "the project's container events, as they happen"),
     "version": ("version", "show the composer version"),
+    "watch": ("project_watch", "apply manifest edits and develop.watch rules as files change"),
     "volume": ("volume", "manage named volumes (create, ls, rm, ...)"),
 }
 # Global options that take a value (``-f FILE``), to find the command in an argument list.

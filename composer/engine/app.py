@@ -115,6 +115,7 @@ class Routes:
         r("POST", "/v1/containers/{id}/attach", self.attach)
         r("POST", "/v1/containers/{id}/commit", self.commit)
         r("POST", "/v1/containers/{id}/cp", self.cp)
+        r("POST", "/v1/containers/{id}/sync", self.sync)
         r("GET", "/v1/volumes", self.volume_list)
         r("POST", "/v1/volumes", self.volume_create)
         r("POST", "/v1/volumes/prune", self.volume_prune)
@@ -308,6 +309,15 @@ class Routes:
         copy(self.m, row, direction=str(body.get("direction")),
              container_path=str(body.get("container_path")), host_path=str(body.get("host_path")))
         return {}
+
+    def sync(self, request: Request) -> Any:
+        from composer.engine.copy import sync
+
+        row = self._find(request)
+        entries = (request.body or {}).get("entries")
+        if not isinstance(entries, list):
+            raise ApiError(400, "a sync needs its entries")
+        return sync(self.m, row, entries)
 
     # -- volumes --------------------------------------------------------------------------------
 

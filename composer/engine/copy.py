@@ -5,7 +5,8 @@ runtime/inroot.py), through ``/proc/PID/root`` while it runs, so that a target u
 bind or tmpfs mounts lands in that mount, as the container sees it. A stopped container's root
 filesystem is mounted for the copy. Semantics follow ``docker cp``: copying to an existing
 directory puts the source inside it; a directory is copied whole; files copied in are owned by
-root, files copied out by the caller (root).
+root, files copied out by the caller (root). ``sync`` (``develop.watch``) writes and deletes
+through the same code, as the container's user.
 """
 
 from __future__ import annotations
@@ -14,9 +15,9 @@ import contextlib
 import os
 import shutil
 import stat
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from composer.errors import ComposerError
 from composer.runtime.inroot import open_in
@@ -92,20 +93,26 @@ def _copy_in(root: int, source: Path, target: str) -> None:
     _put(root, source, target)
 
 
-def _put(root: int, source: Path, target: str) -> None:
+def _put(root: int, source: Path, target: str, *, owner: tuple[int, int] = (0, 0),
+         recursive: bool = True) -> None:
+    """``source`` (a host path) written at ``target`` inside ``root``, owned by ``owner``;
+    a directory with what it holds unless not ``recursive``."""
     info = source.lstat()
     parent_fd = open_in(root, os.path.dirname(target) or "/", os.O_PATH | os.O_DIRECTORY)
     name = os.path.basename(target)
+    uid, gid = owner
     try:
         if stat.S_ISDIR(info.st_mode):
             with contextlib.suppress(FileExistsError):
                 os.mkdir(name, stat.S_IMODE(info.st_mode), dir_fd=parent_fd)
-            for child in sorted(source.iterdir()):
-                _put(root, child, f"{target}/{child.name}")
+            os.chown(name, uid, gid, dir_fd=parent_fd, follow_symlinks=False)
+            for child in sorted(source.iterdir()) if recursive else ():
+                _put(root, child, f"{target}/{child.name}", owner=owner)
         elif stat.S_ISLNK(info.st_mode):
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(name, dir_fd=parent_fd)
             os.symlink(os.readlink(source), name, dir_fd=parent_fd)
+            os.chown(name, uid, gid, dir_fd=parent_fd, follow_symlinks=False)
         elif stat.S_ISREG(info.st_mode):
             # O_NOFOLLOW on the last component: a symlink planted there is replaced, not
             # written through.
@@ -116,10 +123,105 @@ def _put(root: int, source: Path, target: str) -> None:
                          | os.O_CLOEXEC, stat.S_IMODE(info.st_mode), dir_fd=parent_fd)
             with os.fdopen(fd, "wb") as out, open(source, "rb") as src:
                 shutil.copyfileobj(src, out, 1 << 20)
+                # chown first: it clears the set-id bits that the chmod then puts back.
+                os.fchown(out.fileno(), uid, gid)
                 os.fchmod(out.fileno(), stat.S_IMODE(info.st_mode))
-                os.fchown(out.fileno(), 0, 0)
     finally:
         os.close(parent_fd)
+
+
+# --- watch's sync ---------------------------------------------------------------------------
+
+
+def sync(manager: ContainerManager, row: ContainerRow,
+         entries: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """``develop.watch`` sync: each entry writes its ``host`` path (a file, a symlink, or a
+    directory without its content: the entries list that) at ``target``, or with ``delete``
+    removes ``target``. Owned by the container's user; missing parents are made (theirs
+    too). Resolved inside the container's root like ``cp``, so the same code guards both."""
+    with _root(manager, row) as root:
+        return sync_in(root, row.spec.get("user"), entries)
+
+
+def sync_in(root: int, user: str | None, entries: Sequence[Mapping[str, Any]]
+            ) -> dict[str, Any]:
+    """:func:`sync` inside the directory ``root`` (an fd), as ``user`` of its /etc/passwd.
+    An entry that cannot be written (its parent is a file, or a symlink to nowhere) is
+    reported in ``failed`` and the others go on."""
+    written = deleted = 0
+    failed: list[str] = []
+    owner = _owner(root, user)
+    for entry in entries:
+        target = "/" + str(entry["target"]).strip("/")
+        if target == "/":
+            raise CopyError("a sync cannot replace the container's root")
+        try:
+            if entry.get("delete"):
+                deleted += _remove(root, target)
+            elif _write(root, Path(str(entry["host"])), target, owner):
+                written += 1
+        except OSError as exc:
+            failed.append(f"{target}: {exc.strerror or exc}")
+    return {"written": written, "deleted": deleted, "failed": failed}
+
+
+def _write(root: int, source: Path, target: str, owner: tuple[int, int]) -> bool:
+    try:
+        info = source.lstat()
+    except FileNotFoundError:
+        return False  # gone again since the batch was made: the next batch deletes it
+    _parents(root, os.path.dirname(target), owner)
+    mode = _kind(root, target) if not stat.S_ISLNK(info.st_mode) else None
+    if mode is not None and stat.S_ISDIR(mode) != stat.S_ISDIR(info.st_mode):
+        _remove(root, target)  # a file where a directory was, or the other way
+    _put(root, source, target, owner=owner, recursive=False)
+    return True
+
+
+def _owner(root: int, user: str | None) -> tuple[int, int]:
+    from composer.runtime.inroot import read_text
+    from composer.runtime.users import resolve_user
+
+    found = resolve_user(user, read_text(root, "/etc/passwd"), read_text(root, "/etc/group"))
+    return found.uid, found.gid
+
+
+def _parents(root: int, path: str, owner: tuple[int, int]) -> None:
+    """``mkdir -p`` inside the root, each step resolved inside it, new ones owned by
+    ``owner``."""
+    current = "/"
+    for part in [p for p in path.split("/") if p and p != "."]:
+        parent = open_in(root, current, os.O_PATH | os.O_DIRECTORY)
+        try:
+            os.mkdir(part, 0o755, dir_fd=parent)
+            os.chown(part, *owner, dir_fd=parent, follow_symlinks=False)
+        except FileExistsError:
+            pass
+        finally:
+            os.close(parent)
+        current = f"{current.rstrip('/')}/{part}"
+
+
+def _remove(root: int, target: str) -> int:
+    """Remove ``target`` (a whole directory too) inside the root: 1, or 0 if it was not
+    there. The parent is opened inside the root and everything below goes through its fd,
+    so a symlink swapped in meanwhile is removed, never followed."""
+    try:
+        parent = open_in(root, os.path.dirname(target) or "/", os.O_PATH | os.O_DIRECTORY)
+    except (FileNotFoundError, NotADirectoryError):
+        return 0
+    name = os.path.basename(target)
+    try:
+        info = os.lstat(name, dir_fd=parent)
+        if stat.S_ISDIR(info.st_mode):
+            shutil.rmtree(name, dir_fd=parent)
+        else:
+            os.unlink(name, dir_fd=parent)
+        return 1
+    except FileNotFoundError:
+        return 0
+    finally:
+        os.close(parent)
 
 
 def _copy_out(root: int, source: str, target: Path) -> None:

@@ -63,7 +63,8 @@ def open_in(root: str | os.PathLike[str] | int, path: str, flags: int = os.O_RDO
             os.close(dirfd)
 
 
-def read_text(root: str | os.PathLike[str], path: str, *, limit: int = 1 << 20) -> str | None:
+def read_text(root: str | os.PathLike[str] | int, path: str, *,
+              limit: int = 1 << 20) -> str | None:
     """The text of a small file inside ``root`` (None when it is missing or not a file)."""
     try:
         fd = open_in(root, path, os.O_RDONLY | os.O_NONBLOCK)  # a fifo must not block us

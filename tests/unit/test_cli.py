@@ -152,9 +152,9 @@ def test_usage_error_exits_2() -> None:
 
 
 def test_commands_not_implemented_yet_say_so() -> None:
-    result = composer("-f", str(EXAMPLE), "watch")
+    result = composer("-f", str(EXAMPLE), "scale")
     assert result.returncode == 1
-    assert "'composer watch' is not implemented yet" in result.stderr
+    assert "'composer scale' is not implemented yet" in result.stderr
 
 
 def test_unimplemented_attributes_warn_with_their_place(tmp_path: Path) -> None:

@@ -49,6 +49,8 @@ def register(commands: Any) -> None:
     up.add_argument("--no-log-prefix", action="store_true")
     up.add_argument("--no-color", action="store_true")
     up.add_argument("-y", "--yes", action="store_true")
+    up.add_argument("-w", "--watch", action="store_true",
+                    help="watch the files and apply changes (see 'composer watch')")
     up.add_argument("--dry-run", action="store_true", default=argparse.SUPPRESS)
     plan_flags(up)
     up.set_defaults(handler=run_up)
@@ -222,6 +224,9 @@ def run_up(app: App, options: argparse.Namespace) -> int:
     if detached and (options.abort_on_container_exit or options.abort_on_container_failure):
         raise UsageError("--abort-on-container-exit and --exit-code-from cannot be combined "
                          "with -d or --wait")
+    if detached and options.watch:
+        raise UsageError("--watch with -d or --wait is not implemented yet: run "
+                         "'composer up --watch' in the foreground, or 'composer watch'")
     project = load(app, options, options.services_selected)
     if options.exit_code_from and options.exit_code_from not in project.services:
         raise UsageError(f"--exit-code-from: no such service: {options.exit_code_from}")
@@ -243,6 +248,10 @@ def run_up(app: App, options: argparse.Namespace) -> int:
         return 1
     if detached:
         return 0
+    if options.watch:  # the watch beside the logs: composer/cli/commands/project_watch.py
+        from composer.cli.commands.project_watch import watch_attached
+
+        return watch_attached(app, engine, project, options)
     from composer.cli.commands.project_attach import attach_project
 
     return attach_project(app, engine, project, options)

@@ -1,0 +1,268 @@
+"""``composer watch`` (and the watching half of ``composer up --watch``).
+
+The project is brought up as ``up -d`` would (unless ``--no-up``), then the loop of
+:mod:`composer.watch` runs until Ctrl-C. This module is its :class:`Effects` over the engine:
+loading goes through ``up``'s loader, applying through the engine's ``up`` route with ``up``'s
+own request and progress renderer (so a reload prints the plan's reasons as ``up`` does), a
+sync through the engine's ``/v1/containers/{id}/sync`` (the engine writes the files: it is the
+only component that changes the host).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import signal
+import threading
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any
+
+from composer.cli.app import App
+from composer.errors import ComposerError
+
+_PROJECT = "com.docker.compose.project"
+_SERVICE = "com.docker.compose.service"
+_ONEOFF = "com.docker.compose.oneoff"
+
+
+def register(commands: Any) -> None:
+    watch = commands.add_parser("watch", help="apply manifest edits and develop.watch rules "
+                                "as files change")
+    watch.add_argument("--no-up", action="store_true",
+                       help="do not bring the project up before watching")
+    watch.add_argument("--quiet", action="store_true", help="print only errors")
+    watch.add_argument("services_selected", nargs="*", metavar="SERVICE")
+    watch.set_defaults(handler=run_watch)
+
+
+def run_watch(app: App, options: argparse.Namespace) -> int:
+    from composer.cli.commands.engine import engine_client
+    from composer.cli.commands.project_up import load
+
+    options = _with_plan_defaults(options)
+    project = load(app, options, options.services_selected)
+    effects = EngineEffects(app, engine_client(options), options)
+    if not options.no_up:
+        effects.apply(project, first=True)
+    session = start_watch(app, effects, project)
+    stop = threading.Event()
+    # Ctrl-C or a plain kill ends the watch (and only the watch: what runs stays up), also
+    # when the shell that started it in the background ignores SIGINT.
+    previous = {sig: signal.signal(sig, lambda *_: stop.set())
+                for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        while not stop.wait(1.0):
+            pass
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        session.stop()
+    return 0
+
+
+def watch_attached(app: App, engine: Any, project: Any, options: argparse.Namespace) -> int:
+    """``up --watch``: the logs in the foreground, the watch beside them. A recreated
+    container ends its log stream; the logs are attached again to what runs then, until
+    Ctrl-C (which stops the project, as ``up`` does)."""
+    from composer.cli.commands.project_attach import attach_project
+
+    effects = EngineEffects(app, engine, _with_plan_defaults(options))
+    session = start_watch(app, effects, project)
+    try:
+        while True:
+            code = attach_project(app, engine, session.watcher.project, options)
+            if code == 130 or not _running(engine, session.watcher.project.name):
+                break
+    finally:
+        session.stop()
+    if code == 130:
+        # Ctrl-C stopped the containers the logs were attached to; those the watch made
+        # since then (a recreate) stop too, as all of ``up``'s would.
+        for c in _running(engine, session.watcher.project.name):
+            with contextlib.suppress(ComposerError):
+                engine.request("POST", f"/v1/containers/{c['Id']}/stop",
+                               params={"t": options.timeout} if options.timeout else {})
+                app.err.write(f" ✔ Container {c['Name']}  Stopped\n")
+    return code
+
+
+class WatchSession:
+    def __init__(self, watcher: Any, observation: Any) -> None:
+        self.watcher = watcher
+        self.observation = observation
+
+    def stop(self) -> None:
+        self.observation.stop()
+        self.watcher.stop()
+
+
+def start_watch(app: App, effects: EngineEffects, project: Any, *, quiet: float = 0.05,
+                max_wait: float = 1.0) -> WatchSession:
+    """The watch of ``project``, running in threads of its own."""
+    from composer.watch.loop import Watcher
+    from composer.watch.observe import Observation
+    from composer.watch.sources import manifest_files
+
+    observation: Observation | None = None
+
+    def on_dirs(dirs: Mapping[str, bool]) -> None:
+        if observation is not None:
+            observation.update(dirs)
+
+    watcher = Watcher(effects, project, manifest_files(**effects.load_args()),
+                      services=effects.options.services_selected, on_dirs=on_dirs,
+                      quiet=quiet, max_wait=max_wait)
+    observation = Observation(watcher.changed)
+    observation.start(watcher.directories())
+    watcher.start()
+    watcher.initial_sync()
+    if not effects.quiet:
+        count = len(watcher.rules)
+        app.err.write(f"watching {project.name}: {len(watcher.manifest_files)} manifest "
+                      f"file(s), {count} develop.watch rule(s); Ctrl-C stops watching\n")
+    return WatchSession(watcher, observation)
+
+
+def _with_plan_defaults(options: argparse.Namespace) -> argparse.Namespace:
+    """``up``'s plan flags at their defaults, under what the command line set (``watch``
+    has none of its own)."""
+    from composer.cli.commands.plan import plan_flags
+
+    parser = argparse.ArgumentParser(add_help=False)
+    plan_flags(parser)
+    defaults = vars(parser.parse_args([]))
+    merged = {**defaults, **vars(options)}
+    merged.setdefault("quiet", False)
+    merged.setdefault("no_up", True)
+    return argparse.Namespace(**merged)
+
+
+def _running(engine: Any, name: str) -> list[dict[str, Any]]:
+    return [c for c in engine.request("GET", "/v1/containers", params={"all": 1})
+            if c["Labels"].get(_PROJECT) == name and c["State"]["Status"] == "running"
+            and c["Labels"].get(_ONEOFF) != "True"]
+
+
+class EngineEffects:
+    """:class:`composer.watch.loop.Effects` over the engine."""
+
+    def __init__(self, app: App, engine: Any, options: argparse.Namespace) -> None:
+        self.app = app
+        self.engine = engine
+        self.options = options
+        self.quiet = bool(options.quiet) or options.progress == "quiet"
+        self._out = threading.Lock()
+
+    # -- the manifest ---------------------------------------------------------------------------
+
+    def load_args(self) -> dict[str, Any]:
+        o = self.options
+        return {"files": o.files, "project_dir": o.project_dir,
+                "project_name": o.project_name, "env_files": o.env_files,
+                "profiles": o.profiles}
+
+    def load(self) -> tuple[Any, frozenset[str]]:
+        from composer.cli.commands.project_up import load
+        from composer.watch.sources import manifest_files
+
+        project = load(self.app, self.options, self.options.services_selected)
+        return project, manifest_files(**self.load_args())
+
+    def apply(self, project: Any, *, first: bool = False) -> None:
+        """``up -d`` of the project. A reload never forces what the command line forced
+        once (``--force-recreate``, ``--build``): only what changed is touched."""
+        from composer.cli.commands.project_up import up_options
+
+        options = self.options if first else argparse.Namespace(**{
+            **vars(self.options), "force_recreate": False, "no_recreate": False,
+            "always_recreate_deps": False, "build": False, "pull": None, "no_start": False})
+        self._up(project, up_options(options, project), say_empty=not first)
+
+    def rebuild(self, project: Any, service: str) -> None:
+        from composer.cli.commands.project_up import up_options
+
+        options = argparse.Namespace(**{
+            **vars(self.options), "services_selected": [service], "no_deps": True,
+            "build": True, "force_recreate": False, "no_recreate": False,
+            "always_recreate_deps": False, "no_start": False})
+        self._up(project, up_options(options, project), say_empty=False)
+
+    def _up(self, project: Any, options: dict[str, Any], *, say_empty: bool) -> None:
+        from composer.cli.commands.project_up import Progress, request_of
+
+        body = {**request_of(project), "options": {**options, "wait": False}}
+        mode = "quiet" if self.quiet else self.options.progress
+        progress = Progress(self.app, mode)
+        changes: list[int] = []
+
+        def tap(events: Any) -> Iterator[Mapping[str, Any]]:
+            for event in events:
+                if "plan" in event and event.get("round") == 1:
+                    changes.append(len(event["plan"].get("changes") or ()))
+                yield event
+
+        with self._out:
+            ok = progress.show(tap(self.engine.stream(
+                "POST", f"/v1/projects/{project.name}/up", body)))
+            self.app.out.flush()  # a long-running command: its lines must not wait in a buffer
+        if not ok:
+            raise ComposerError(f"project {project.name}: the changes were not all applied")
+        if say_empty and changes == [0]:
+            self.say("nothing to change: what runs matches the manifest")
+
+    # -- develop.watch actions ------------------------------------------------------------------
+
+    def _containers(self, project: Any, service: str,
+                    running: bool = True) -> list[dict[str, Any]]:
+        found = [c for c in self.engine.request("GET", "/v1/containers", params={"all": 1})
+                 if c["Labels"].get(_PROJECT) == project.name
+                 and c["Labels"].get(_SERVICE) == service
+                 and c["Labels"].get(_ONEOFF) != "True"
+                 and (not running or c["State"]["Status"] == "running")]
+        return sorted(found, key=lambda c: c["Name"])
+
+    def sync(self, project: Any, service: str, entries: Sequence[Any]) -> None:
+        body = {"entries": [e.to_json() for e in entries]}
+        containers = self._containers(project, service)
+        if not containers:
+            raise ComposerError("no running container to sync to")
+        for c in containers:
+            done = self.engine.request("POST", f"/v1/containers/{c['Id']}/sync", body)
+            for failure in (done or {}).get("failed") or ():
+                self.error(f"{c['Name']}: cannot sync {failure}")
+
+    def restart(self, project: Any, service: str) -> None:
+        timeout = self.options.timeout
+        params = {"t": timeout} if timeout is not None else {}
+        for c in self._containers(project, service, running=False):
+            self.engine.request("POST", f"/v1/containers/{c['Id']}/restart", params=params)
+            if not self.quiet:
+                self.app.err.write(f" ✔ Container {c['Name']}  Restarted\n")
+
+    def exec(self, project: Any, service: str, hook: Mapping[str, Any]) -> None:
+        from composer.cli import interactive
+        from composer.cli.commands.container import exec_body
+
+        command = [str(a) for a in hook.get("command") or ()]
+        env = {str(k): str(v) for k, v in (hook.get("environment") or {}).items()
+               if v is not None}
+        for c in self._containers(project, service):
+            body = exec_body(command, env=env, user=hook.get("user"),
+                             workdir=hook.get("working_dir"), tty=False, interactive=False,
+                             privileged=bool(hook.get("privileged")), detach=False)
+            code = interactive.exec_session(self.engine, c["Id"], body)
+            if code != 0:
+                raise ComposerError(f"{c['Name']}: {' '.join(command)} exited {code}")
+
+    # -- output ---------------------------------------------------------------------------------
+
+    def say(self, text: str) -> None:
+        if not self.quiet:
+            with self._out:
+                self.app.err.write(f"watch: {text}\n")
+                self.app.err.flush()
+
+    def error(self, text: str) -> None:
+        with self._out:
+            self.app.error(text)
+            self.app.err.flush()

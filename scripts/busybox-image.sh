@@ -9,6 +9,7 @@ if "$composer" "$@" image inspect local/busybox:latest >/dev/null 2>&1; then
   exit 0
 fi
 work=$(mktemp -d)
+chmod 755 "$work"  # the image's /: mktemp makes it 0700, unreadable to other users
 trap 'rm -rf "$work"' EXIT
 mkdir -p "$work"/{bin,dev,etc,proc,sys,root,home/app,var,run,tmp}
 chmod 1777 "$work/tmp"

@@ -83,20 +83,28 @@ class LogWriter:
 
     def __init__(self, names: Sequence[str], *, prefix: bool, color: bool,
                  timestamps: bool, stdout: BinaryIO, stderr: BinaryIO) -> None:
-        width = max((len(n) for n in names), default=0) + 1
+        self.width = max((len(n) for n in names), default=0) + 1
+        self.prefix, self.color = prefix, color
         self.prefixes: dict[str, bytes] = {}
         self.colors: dict[str, str] = {}
-        for i, name in enumerate(names):
-            text = f"{name:<{width}} | " if prefix else ""
-            if color:
-                self.colors[name] = _RAINBOW[i % len(_RAINBOW)]
-            if color and text:
-                text = f"\033[{self.colors[name]}m{text}\033[0m"
-            self.prefixes[name] = text.encode()
+        for name in names:
+            self.add(name)
         self.timestamps = timestamps
         self.out, self.err = stdout, stderr
         self._partial: dict[tuple[str, str], bytes] = {}
         self._lock = threading.Lock()
+
+    def add(self, name: str) -> None:
+        """A container to write for (one that appeared later keeps the width of the first:
+        the lines already written do not move)."""
+        if name in self.prefixes:
+            return
+        text = f"{name:<{self.width}} | " if self.prefix else ""
+        if self.color:
+            self.colors[name] = _RAINBOW[len(self.colors) % len(_RAINBOW)]
+            if text:
+                text = f"\033[{self.colors[name]}m{text}\033[0m"
+        self.prefixes[name] = text.encode()
 
     def write(self, name: str, event: Mapping[str, Any], *, flush: bool = True) -> None:
         stream = str(event.get("stream") or "stdout")

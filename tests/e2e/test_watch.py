@@ -38,6 +38,7 @@ class Watch:
     proc: subprocess.Popen[bytes] | None = None
     lines: list[str] = field(default_factory=list)
     reader: threading.Thread | None = None
+    command: tuple[str, ...] = ("watch",)
 
     @property
     def file(self) -> Path:
@@ -49,7 +50,7 @@ class Watch:
     def start(self) -> None:
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "composer", "--root", str(self.engine.root), "-f",
-             str(self.file), "watch"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+             str(self.file), *self.command], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
             env=self.engine.env())
         self.reader = threading.Thread(target=self._read, daemon=True)
         self.reader.start()
@@ -240,3 +241,26 @@ def test_a_manifest_edit_recreates_only_the_changed_service_and_a_bad_one_nothin
     assert "MODE=two" in engine.inspect(now["api"])["Config"]["Env"]
     assert now["api"] != ids["api"] and now["db"] == ids["db"]
     assert not any("Recreate db" in line for line in w.lines)
+
+
+def test_up_watch_follows_the_logs_of_a_recreated_container(
+        watch: Callable[[str], Watch]) -> None:
+    import signal
+
+    w = watch("""\
+        services:
+          app:
+            image: local/busybox:latest
+            environment: {MODE: one}
+            command: ["sh", "-c", "echo mode $$MODE; trap 'exit 0' TERM; while :; do sleep 1; done"]
+        """)
+    w.command = ("up", "--watch")
+    w.start()
+    w.expect(r"app-1 +\| mode one$")
+    w.file.write_text(w.file.read_text().replace("MODE: one", "MODE: two"))
+    # The recreated container's output comes in the same stream, under the same prefix.
+    w.expect(r"app-1 +\| mode two$")
+    assert w.proc is not None
+    w.proc.send_signal(signal.SIGINT)
+    assert w.proc.wait(timeout=60) == 130
+    assert not w.engine.inspect(f"{w.name}-app-1")["State"]["Running"]

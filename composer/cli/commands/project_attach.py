@@ -25,7 +25,10 @@ _SERVICE = "com.docker.compose.service"
 _ONEOFF = "com.docker.compose.oneoff"
 
 
-def attach_project(app: App, engine: Any, project: Any, options: argparse.Namespace) -> int:
+def attach_project(app: App, engine: Any, project: Any, options: argparse.Namespace, *,
+                   until_interrupted: bool = False) -> int:
+    """Follow the logs to the end; ``until_interrupted`` (``up --watch``): until Ctrl-C, with
+    the containers the watch makes later, even when none runs for a while."""
     from composer.cli.project_streams import LogWriter, use_color
     from composer.graph import ServiceGraph
 
@@ -37,15 +40,15 @@ def attach_project(app: App, engine: Any, project: Any, options: argparse.Namesp
                        stdout=sys.stdout.buffer, stderr=sys.stdout.buffer)
     app.print("Attaching to " + ", ".join(c["Name"] for c in containers))
     app.out.flush()  # the log lines below go to the byte stream under it
-    lines: queue.Queue[tuple[str, dict[str, Any]] | tuple[str, None]] = queue.Queue()
-    for container in containers:
-        threading.Thread(target=_follow, args=(engine, container, lines), daemon=True,
-                         name=f"logs-{container['Name']}").start()
     order = ServiceGraph.from_project(project).stop_generations()
-    stopper = _Stopper(app, engine, containers, order, options.timeout)
+    stopper = _Stopper(app, engine, [], order, options.timeout)
+    logs = _Logs(engine, writer, stopper)
+    for container in containers:
+        logs.follow(container)
     previous = signal.signal(signal.SIGINT, stopper.interrupt)
     try:
-        return _pump(app, engine, containers, lines, options, stopper, writer)
+        return _pump(app, engine, project, logs, options, stopper, writer,
+                     keep=until_interrupted)
     finally:
         signal.signal(signal.SIGINT, previous)
         writer.close()
@@ -66,28 +69,68 @@ def _attached(engine: Any, project: Any, options: argparse.Namespace) -> list[di
     return sorted(found, key=lambda c: c["Name"])
 
 
-def _follow(engine: Any, container: Mapping[str, Any],
-            lines: queue.Queue[tuple[str, dict[str, Any]] | tuple[str, None]]) -> None:
-    name = str(container["Name"])
-    import contextlib
-
-    # The engine went away or the container was removed: this one ends, the others go on.
-    with contextlib.suppress(Exception):
-        for event in engine.stream("GET", f"/v1/containers/{container['Id']}/logs",
-                                   params={"follow": 1}):
-            lines.put((name, event))
-    lines.put((name, None))
+_Line = tuple[str, str, "dict[str, Any] | None"]  # container id, name, event (None: the end)
 
 
-def _pump(app: App, engine: Any, containers: list[dict[str, Any]],
-          lines: queue.Queue[tuple[str, dict[str, Any]] | tuple[str, None]],
-          options: argparse.Namespace, stopper: _Stopper, writer: LogWriter) -> int:
-    services = {c["Name"]: c["Labels"][_SERVICE] for c in containers}
-    running = set(services)
+class _Logs:
+    """The followed logs, one thread each, into one queue; containers that appear later (a
+    recreate by ``watch``, a scale by another ``up``) are followed too, by their id."""
+
+    def __init__(self, engine: Any, writer: LogWriter, stopper: _Stopper) -> None:
+        self.engine = engine
+        self.writer = writer
+        self.stopper = stopper
+        self.lines: queue.Queue[_Line] = queue.Queue()
+        self.seen: set[str] = set()
+        self.open: dict[str, str] = {}  # id -> name of the streams not ended yet
+        self.services: dict[str, str] = {}  # name -> service
+
+    def follow(self, container: Mapping[str, Any]) -> None:
+        cid, name = str(container["Id"]), str(container["Name"])
+        self.seen.add(cid)
+        self.open[cid] = name
+        self.services[name] = str(container["Labels"][_SERVICE])
+        self.writer.add(name)
+        self.stopper.containers.append(dict(container))
+        threading.Thread(target=self._read, args=(cid, name), daemon=True,
+                         name=f"logs-{name}").start()
+
+    def follow_new(self, project: Any, options: argparse.Namespace) -> None:
+        import contextlib
+
+        with contextlib.suppress(Exception):  # the engine is busy or gone: next time
+            for c in _attached(self.engine, project, options):
+                # Running only: a recreate's new container is created under a temporary
+                # name first, and is followed once it has its own and runs.
+                if c["Id"] not in self.seen and (c.get("State") or {}).get("Running"):
+                    self.follow(c)
+
+    def _read(self, cid: str, name: str) -> None:
+        import contextlib
+
+        # The engine went away or the container was removed: this one ends, the others go on.
+        with contextlib.suppress(Exception):
+            for event in self.engine.stream("GET", f"/v1/containers/{cid}/logs",
+                                            params={"follow": 1}):
+                self.lines.put((cid, name, event))
+        self.lines.put((cid, name, None))
+
+
+_POLL_SECONDS = 1.0  # how often new containers are looked for
+
+
+def _pump(app: App, engine: Any, project: Any, logs: _Logs, options: argparse.Namespace,
+          stopper: _Stopper, writer: LogWriter, *, keep: bool) -> int:
+    import time
+
     code = 0
-    while running:
+    polled = time.monotonic()
+    while logs.open or (keep and not stopper.interrupted):
+        if not stopper.interrupted and time.monotonic() - polled >= _POLL_SECONDS:
+            logs.follow_new(project, options)
+            polled = time.monotonic()
         try:
-            name, event = lines.get(timeout=0.2)
+            cid, name, event = logs.lines.get(timeout=0.2)
         except queue.Empty:
             if stopper.interrupted and stopper.done.is_set():
                 break
@@ -95,10 +138,10 @@ def _pump(app: App, engine: Any, containers: list[dict[str, Any]],
         if event is not None:
             writer.write(name, event)
             continue
-        running.discard(name)
-        exit_code = _exit_code(engine, name)
+        del logs.open[cid]
+        exit_code = _exit_code(engine, cid)
         writer.status(name, f"exited with code {exit_code}")
-        if options.exit_code_from and services[name] == options.exit_code_from:
+        if options.exit_code_from and logs.services[name] == options.exit_code_from:
             code = exit_code
         abort = options.abort_on_container_exit or \
             (options.abort_on_container_failure and exit_code != 0)
@@ -108,7 +151,9 @@ def _pump(app: App, engine: Any, containers: list[dict[str, Any]],
             app.print("Aborting on container exit...")
             app.out.flush()
             stopper.stop_all()
-            running.clear()
+            logs.open.clear()
+        elif not logs.open and not stopper.interrupted:
+            logs.follow_new(project, options)  # one replacing the last one may be there
     if stopper.started:
         _wait_interruptibly(stopper.done)
     return 130 if stopper.interrupted else code

@@ -70,7 +70,8 @@ def watch_attached(app: App, engine: Any, project: Any, options: argparse.Namesp
     session = start_watch(app, effects, project)
     try:
         while True:
-            code = attach_project(app, engine, session.watcher.project, options)
+            code = attach_project(app, engine, session.watcher.project, options,
+                                  until_interrupted=True)
             if code == 130 or not _running(engine, session.watcher.project.name):
                 break
     finally:

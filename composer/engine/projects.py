@@ -309,6 +309,8 @@ def _plan_data(plan: Plan) -> dict[str, Any]:
         params = change.params
         item["target"] = str(params.get("to") or params.get("tag") or params.get("ref") or
                              params.get("name") or change.address.name)
+        if params.get("services"):
+            item["services"] = list(params["services"])
     return data
 
 

@@ -203,7 +203,11 @@ class _Planner:
             elif action is Action.PULL_IMAGE:
                 self.image_ids[ref] = self.out.add(
                     action, Address(Kind.IMAGE, ref), reason,
-                    params={"ref": ref, "platform": service.spec.get("platform")})
+                    params={"ref": ref, "platform": service.spec.get("platform"),
+                            # who needs it, for the error when the pull fails
+                            "services": sorted(
+                                n for n in self.selected
+                                if image_ref(self.project, self.project.services[n]) == ref)})
 
     def _image_action(self, service: Service, ref: str) -> tuple[Action | None, str]:
         present = ref in self.observed.images

@@ -26,6 +26,10 @@ def register(commands: Any) -> None:
     p.add_argument("--no-interpolate", action="store_true", help="keep ${VAR} as written")
     p.add_argument("--no-consistency", action="store_true",
                    help="skip the cross-reference checks")
+    p.add_argument("--resolve-image-digests", action="store_true",
+                   help="pin each image to its registry digest (name:tag@sha256:...)")
+    p.add_argument("--lock-image-digests", action="store_true",
+                   help="print an override file pinning each image to its digest")
     p.add_argument("-o", "--output", metavar="FILE", help="write to FILE instead of stdout")
     p.add_argument("services_selected", nargs="*", metavar="SERVICE")
     p.set_defaults(handler=run)
@@ -50,13 +54,36 @@ def run(app: App, options: argparse.Namespace) -> int:
     if options.services_selected:
         keep = _with_dependencies(project, options.services_selected)
         project["services"] = {k: v for k, v in project["services"].items() if k in keep}
-    text = _render(project, loaded, options)
+    if options.resolve_image_digests or options.lock_image_digests:
+        text = _pinned(app, project, options)
+    else:
+        text = _render(project, loaded, options)
     if options.output:
         with open(options.output, "w", encoding="utf-8") as handle:
             handle.write(text)
     else:
         sys.stdout.write(text)
     return 0
+
+
+def _pinned(app: App, project: dict[str, Any], options: argparse.Namespace) -> str:
+    from composer.cli.commands.config_digests import lock_override, render, resolve_images
+    from composer.manifest import printing
+
+    services: dict[str, Any] = project.get("services") or {}
+    pinned = resolve_images(services)
+    if options.lock_image_digests:
+        for name, service in sorted(services.items()):
+            if any(isinstance(h, dict) and h.get("image") for h in service.get("pre_start") or ()):
+                app.warn(f"service {name}: the images of its pre_start hooks are not pinned by "
+                         "the lock file (hooks are appended when files merge); use "
+                         "--resolve-image-digests for the whole project pinned")
+        return render(lock_override(pinned), options.format)
+    for name, image in pinned.items():
+        services[name]["image"] = image
+    if options.format == "json":
+        return printing.to_json(project, raw=options.no_interpolate) + "\n"
+    return printing.to_yaml(project, raw=options.no_interpolate)
 
 
 def _render(project: dict[str, Any], loaded: Any, options: argparse.Namespace) -> str:

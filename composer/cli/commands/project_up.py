@@ -145,6 +145,7 @@ class Progress:
         self.app = app
         self.mode = "plain" if mode in ("auto", "tty") else mode
         self.targets: dict[int, str] = {}
+        self.users: dict[int, list[str]] = {}  # change id -> the services an image is for
         self.errors: list[str] = []
         self.created: dict[str, Any] | None = None
         self.waited: list[dict[str, Any]] = []
@@ -179,6 +180,7 @@ class Progress:
     def _plan(self, plan: Mapping[str, Any]) -> None:
         for change in plan.get("changes") or ():
             self.targets[int(change["id"])] = _TEMPORARY.sub("", str(change.get("target")))
+            self.users[int(change["id"])] = list(change.get("services") or ())
             reason = str(change.get("reason") or "")
             if change["action"] == "create" and change.get("kind") == "service" and \
                     reason not in ("missing",) and not reason.startswith("scale ") and \
@@ -197,7 +199,9 @@ class Progress:
             self.errors.append(f"{target}: {event['error']}")
             if self.mode != "json":
                 self.app.print(f" ✘ {kind} {target}  Error")
-                self.app.error(f"{event['address']}: {event['error']}")
+                users = self.users.get(int(event["id"])) or []
+                who = f"service {', '.join(users)}: " if users else ""
+                self.app.error(f"{who}{event['address']}: {event['error']}")
         elif event["event"] == "done" and word and event.get("action") != "rename" and \
                 self.mode == "plain":
             self.app.print(f" ✔ {kind} {target}  {word}")

@@ -55,6 +55,7 @@ class ProjectManager:
 
         project = project_from_document(request["project"])
         options = dict(request.get("options") or {})
+        began = time.time()  # the summary of ``--wait`` counts from here
         lock = self.lock(project.name)
         if not lock.acquire(timeout=0.2):
             emit({"say": f"project {project.name}", "message": "waiting for another command "
@@ -65,7 +66,7 @@ class ProjectManager:
                 projects.save(self.m.db, project.name, dict(request))
             ok = self._converge(project, request, options, emit)
             if ok and options.get("wait") and not options.get("dry_run"):
-                ok = self._wait(project, options, emit)
+                ok = self._wait(project, options, emit, began)
             emit({"result": {"ok": ok}})
         finally:
             lock.release()
@@ -104,10 +105,14 @@ class ProjectManager:
                          parallel=int(options.get("parallel") or 0))
         return result.ok
 
-    def _wait(self, project: Project, options: Mapping[str, Any], emit: Emit) -> bool:
+    def _wait(self, project: Project, options: Mapping[str, Any], emit: Emit,
+              began: float) -> bool:
         """``up --wait``: every selected container running (healthy, when it has a health
-        check) or, for a one-shot that ran, exited 0."""
+        check) or, for a one-shot that ran, exited 0. ``wait_conditions`` (``run``'s
+        dependencies) gives some services the condition their dependent has instead:
+        ``service_started``, ``service_healthy`` or ``service_completed_successfully``."""
         from composer.engine.project_observe import project_rows
+        from composer.state import containers as rows
 
         timeout = options.get("wait_timeout")
         deadline = None if not timeout else time.monotonic() + float(timeout)
@@ -115,22 +120,39 @@ class ProjectManager:
         pending = {row.id: row.name for row in project_rows(self.m, project.name)
                    if _labels(row).get("com.docker.compose.service") in services
                    and _labels(row).get("com.docker.compose.oneoff") != "True"}
+        conditions = dict(options.get("wait_conditions") or {})
         ok = True
         started = time.monotonic()
         for container_id, name in sorted(pending.items(), key=lambda item: item[1]):
             left = None if deadline is None else max(0.0, deadline - time.monotonic())
-            status, detail = self._settle(container_id, left)
+            row = rows.get(self.m.db, container_id)
+            condition = conditions.get(_labels(row).get("com.docker.compose.service", "")) \
+                if row is not None else None
+            status, detail = self._settle(container_id, left, condition)
+            good = ("exited 0",) if condition == "service_completed_successfully" else \
+                ("running", "healthy", "starting", "exited 0") \
+                if condition == "service_started" else ("running", "healthy", "exited 0")
+            ready = _ready_at(self.m, container_id, status)
             emit({"waited": {"name": name, "status": status, "detail": detail,
-                             "seconds": round(time.monotonic() - started, 3)}})
-            ok = ok and status in ("running", "healthy", "exited 0")
+                             "ok": status in good,
+                             "seconds": round(time.monotonic() - started, 3),
+                             # from the start of this up to running, healthy or completed
+                             "ready_seconds": None if ready is None else
+                             round(max(0.0, ready - began), 3)}})
+            ok = ok and status in good
         return ok
 
-    def _settle(self, container_id: str, timeout: float | None) -> tuple[str, str]:
+    def _settle(self, container_id: str, timeout: float | None,
+                condition: str | None = None) -> tuple[str, str]:
         from composer.engine.project_runtime import _last_output
 
         def settled(r: Any) -> bool:
             if r is None or r.status in ("exited", "dead"):
                 return True
+            if condition == "service_completed_successfully":
+                return False  # only its exit will do
+            if condition == "service_started":
+                return bool(r.status == "running")
             health = (r.health or {}).get("Status")
             return r.status == "running" and health in (None, "healthy", "unhealthy")
 
@@ -297,6 +319,30 @@ def stream(work: Callable[[Emit], None]) -> Iterator[dict[str, Any]]:
 def _labels(row: Any) -> Mapping[str, str]:
     labels: Mapping[str, str] = row.spec.get("labels") or {}
     return labels
+
+
+def _ready_at(m: Any, container_id: str, status: str) -> float | None:
+    """When the container got to ``status`` (unix time): its start when running, its exit
+    when completed, the end of the first passing check of the current streak when healthy
+    (the health log keeps the last few checks: a late ``--wait`` may see a later one)."""
+    from composer.engine.health import _parse_rfc3339
+    from composer.state import containers as rows
+
+    row = rows.get(m.db, container_id)
+    if row is None:
+        return None
+    if status == "running":
+        return row.started_at
+    if status.startswith("exited"):
+        return row.finished_at
+    if status != "healthy":
+        return None
+    ready = None
+    for probe in reversed((row.health or {}).get("Log") or []):
+        if probe.get("ExitCode") != 0:
+            break
+        ready = _parse_rfc3339(str(probe["End"]))
+    return ready
 
 
 def _plan_data(plan: Plan) -> dict[str, Any]:

@@ -263,8 +263,9 @@ class _Planner:
             address = Address(Kind.SERVICE, name, extra.number)
             stop = self.out.add(Action.STOP, address, f"scale {len(have)} -> {wanted}",
                                 params={"name": extra.name, "timeout": self.options.timeout})
+            # Its anonymous volumes go with it: no later replica could ever reach them.
             self.out.add(Action.REMOVE, address, f"scale {len(have)} -> {wanted}",
-                         requires=[stop], params={"name": extra.name})
+                         requires=[stop], params={"name": extra.name, "volumes": True})
         self.started[name] = started
         self.ready[name] = [r for r in ready if r is not None]
 

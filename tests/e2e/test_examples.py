@@ -30,7 +30,9 @@ def _env_file(tmp_path: Path, **values: int | str) -> str:
 
 def _get(url: str, headers: dict[str, str] | None = None, data: bytes | None = None) -> str:
     request = urllib.request.Request(url, data=data, headers=headers or {})
-    with urllib.request.urlopen(request, timeout=10) as answer:
+    # Generous: each answer is a CGI chain (web -> api -> store, names looked up on the
+    # way) that a loaded CI machine may take seconds over.
+    with urllib.request.urlopen(request, timeout=60) as answer:
         return str(answer.read().decode())
 
 

@@ -53,9 +53,14 @@ def run(app: App, options: argparse.Namespace) -> int:
     engine = engine_client(options)
     quiet = "quiet" if options.progress == "quiet" else options.progress
     base = request_of(project, pull_always=options.pull == "always")
-    dependencies = sorted(project.services[options.service].depends_on)
+    edges = project.services[options.service].depends_on
+    dependencies = sorted(d for d in edges if d in project.services)
     if dependencies and not options.no_deps:
+        # Each dependency waited for as the service's depends_on says (a migration must have
+        # completed, a database be healthy), not merely running.
         body = {**base, "options": {"services": dependencies, "wait": True,
+                                    "wait_conditions": {d: edges[d].condition
+                                                        for d in dependencies},
                                     "pull": options.pull, "build": options.build}}
         progress = Progress(app, quiet)
         if not progress.show(engine.stream("POST", f"/v1/projects/{project.name}/up", body)):

@@ -176,6 +176,8 @@ class Progress:
             self.app.error(str(event["error"]))
         elif "result" in event:
             self.ok = bool(event["result"].get("ok"))
+            if self.ok and self.waited and self.mode == "plain":
+                self._summary()
 
     def _plan(self, plan: Mapping[str, Any]) -> None:
         for change in plan.get("changes") or ():
@@ -207,13 +209,36 @@ class Progress:
             self.app.print(f" ✔ {kind} {target}  {word}")
 
     def _waited(self, waited: Mapping[str, Any]) -> None:
-        good = waited["status"] in ("running", "healthy", "exited 0")
+        good = bool(waited.get("ok", waited["status"] in ("running", "healthy", "exited 0")))
         if self.mode == "plain" or (not good and self.mode != "json"):
             detail = f" {waited['detail']}" if waited.get("detail") else ""
             mark = "✔" if good else "✘"
+            seconds = waited.get("ready_seconds")
+            if seconds is None:
+                seconds = waited["seconds"]
             self.app.print(f" {mark} Container {waited['name']}  "
                            f"{str(waited['status']).capitalize()}{detail} "
-                           f"({waited['seconds']:.1f}s)")
+                           f"({seconds:.1f}s)")
+        if not good:
+            status = str(waited["status"])
+            code = status.removeprefix("exited ")
+            self.app.error(f"container {waited['name']} exited with code {code}"
+                           if code != status else
+                           f"container {waited['name']} is {status}"
+                           f"{': ' + waited['detail'] if waited.get('detail') else ''}")
+
+    def _summary(self) -> None:
+        """``up --wait``'s last words: each container's time from the start of ``up`` to
+        running, healthy or completed, slowest last (what a CI log wants to see)."""
+        ready = sorted((w for w in self.waited if w.get("ready_seconds") is not None),
+                       key=lambda w: (w["ready_seconds"], w["name"]))
+        if not ready:
+            return
+        width = max(len(w["name"]) for w in ready)
+        self.app.print(f"Ready in {ready[-1]['ready_seconds']:.1f}s:")
+        for w in ready:
+            status = "completed" if str(w["status"]).startswith("exited") else w["status"]
+            self.app.print(f"  {w['name']:<{width}}  {status:<9}  {w['ready_seconds']:6.1f}s")
 
 
 # --- commands ---------------------------------------------------------------------------------

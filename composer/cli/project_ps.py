@@ -89,7 +89,20 @@ def run_ps(app: App, options: argparse.Namespace) -> int:
     rows = [ps_row(c, _inspect(client, c), now, trunc=not options.no_trunc,
                    project=target.name) for c in found]
     templates.write(rows, options.format, _PS_TITLES, _PS_TABLE, app.print)
+    if options.format == "table" or options.format.startswith("table "):
+        _say_watching(app, client, target.name)
     return 0
+
+
+def _say_watching(app: App, client: Any, name: str) -> None:
+    """A background watch (``up -d --watch``) is the project's, not a container's: one line
+    under the table, on stderr (the table stays what Compose prints)."""
+    from composer.cli.commands.project_watch import background_status
+
+    found = background_status(client, name)
+    if found is not None:
+        since = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(float(found["StartedAt"])))
+        app.err.write(f"watching: pid {found['Pid']} since {since} (log: {found['Log']})\n")
 
 
 def _boolean(text: str) -> bool:

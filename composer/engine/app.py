@@ -53,7 +53,11 @@ def setup(ctx: EngineContext, router: Router) -> Callable[[], None]:
     from composer.engine.project_routes import ProjectRoutes
     from composer.engine.projects import ProjectManager
 
-    ProjectRoutes(ProjectManager(manager)).add_to(router)
+    projects = ProjectManager(manager)
+    ProjectRoutes(projects).add_to(router)
+    from composer.engine.watch_routes import WatchRoutes
+
+    WatchRoutes(projects.watchers).add_to(router)
 
     def cleanup() -> None:
         supervisor.stop()

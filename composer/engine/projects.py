@@ -37,6 +37,9 @@ class ProjectManager:
         self.m = manager
         self._locks: dict[str, threading.Lock] = {}
         self._guard = threading.Lock()
+        from composer.engine.watchers import Watchers
+
+        self.watchers = Watchers(manager.layout, manager.db)  # `up -d --watch`'s processes
 
     def lock(self, name: str) -> threading.Lock:
         with self._guard:
@@ -247,6 +250,11 @@ class ProjectManager:
             document = {"name": name, "working_dir": "/", "tree": {"name": name}}
             orphans = True
         project = project_from_document(document)
+        if not options.get("dry_run") and not options.get("services"):
+            # First: a save during the down must not bring the project back.
+            stopped = self.watchers.stop(name)
+            if stopped is not None:
+                emit({"say": f"watch {name}", "message": f"stopped (pid {stopped['Pid']})"})
         with self.lock(name):
             refs = [image_ref(project, s) for s in project.services.values()]
             plan = plan_down(project, observe(self.m, name, refs), DownOptions(
@@ -283,11 +291,13 @@ class ProjectManager:
             stored = (projects.get(self.m.db, name) or {}).get("project") or {}
             files[name] = ",".join(stored.get("files") or ()) or files.get(name, "")
         found = []
+        watched = self.watchers.watched()
         for name in sorted(counts):
             status = counts[name]
-            if not all and not status.get("running"):
+            if not all and not status.get("running") and name not in watched:
                 continue
             text = ", ".join(f"{state}({n})" for state, n in sorted(status.items()))
+            text = f"{text or 'created(0)'}, watching" if name in watched else text
             found.append({"Name": name, "Status": text or "created(0)",
                           "ConfigFiles": files.get(name, "")})
         return found

@@ -223,6 +223,25 @@ MIGRATIONS: list[tuple[int, str]] = [
         );
         """,
     ),
+    (
+        8,
+        """
+        -- Background watchers (`up -d --watch`): one `composer watch` process per project,
+        -- started by the engine and outliving it. A pid alone could name another process
+        -- after the watcher died, so its start time (/proc/PID/stat, clock ticks since boot)
+        -- and the boot it ran in are kept beside it: all three must match before it is
+        -- reported as watching, or signalled.
+        CREATE TABLE watchers (
+            project     TEXT PRIMARY KEY NOT NULL,
+            pid         INTEGER NOT NULL,
+            start_ticks INTEGER NOT NULL,
+            boot_id     TEXT NOT NULL,
+            started_at  REAL NOT NULL,
+            log_path    TEXT NOT NULL,
+            argv        TEXT NOT NULL
+        );
+        """,
+    ),
 ]
 
 

@@ -264,3 +264,114 @@ def test_up_watch_follows_the_logs_of_a_recreated_container(
     w.proc.send_signal(signal.SIGINT)
     assert w.proc.wait(timeout=60) == 130
     assert not w.engine.inspect(f"{w.name}-app-1")["State"]["Running"]
+
+
+# -- in the background: `up -d --watch`, the engine's watcher ------------------------------------
+
+BACKGROUND = f"""\
+    services:
+      web:
+        image: local/busybox:latest
+        command: {LOOP}
+        develop:
+          watch:
+            - path: ./src
+              target: /app
+              action: sync
+"""
+
+
+def _background(w: Watch, *flags: str) -> int:
+    """``up -d --watch`` of ``w``'s project, the CLI gone when this returns: the pid of the
+    engine's watcher, as ``ps`` reports it."""
+    (w.folder / "src").mkdir(exist_ok=True)
+    done = w.cli("up", *flags, "--watch")
+    assert re.search(rf"^watching {w.name} in the background \(composer watch --stop ends "
+                     r"it; log: .*/watch/" + re.escape(w.name) + r"\.log\)$", done.stderr,
+                     re.MULTILINE), done.stderr
+    pid = _watching(w)
+    assert pid is not None, "ps shows no watch"
+    return pid
+
+
+def _watching(w: Watch) -> int | None:
+    done = w.cli("ps")
+    found = re.search(r"^watching: pid (\d+) since \S+ \S+ \(log: .*\)$", done.stderr,
+                      re.MULTILINE)
+    return int(found.group(1)) if found else None
+
+
+def _runs(pid: int) -> bool:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rpartition(")")[2].split()[0] not in ("Z", "X")
+
+
+def _status(w: Watch) -> str:
+    listed = json.loads(w.cli("ls", "-a", "--format", "json").stdout)
+    return next((str(p["Status"]) for p in listed if p["Name"] == w.name), "")
+
+
+def test_up_detached_watch_syncs_with_the_cli_gone_until_watch_stop(
+        watch: Callable[[str], Watch]) -> None:
+    w = watch(BACKGROUND)
+    pid = _background(w, "-d")
+    assert _status(w) == "running(1), watching"
+    # ps --format json stays JSON lines on stdout
+    lines = w.cli("ps", "--format", "json").stdout.splitlines()
+    assert [json.loads(line)["Service"] for line in lines] == ["web"]
+
+    (w.folder / "src/hello.txt").write_text("hello\n")
+    until("the file is in the container", lambda: w.read("web", "/app/hello.txt") == "hello\n")
+    again = w.cli("up", "-d", "--watch")  # the same watch again: kept, not doubled
+    assert f"watching {w.name} already (pid {pid}) in the background" in again.stderr
+    assert _watching(w) == pid
+
+    stopped = w.cli("watch", "--stop")
+    assert f"stopped watching {w.name} (pid {pid})" in stopped.stderr
+    assert not _runs(pid)
+    assert _watching(w) is None and _status(w) == "running(1)"
+    assert "is not watched" in w.cli("watch", "--stop").stderr
+    # Nothing watches any more: a later save stays on the host (the process is gone, above;
+    # this only shows the container did not get it by another way).
+    (w.folder / "src/later.txt").write_text("later\n")
+    time.sleep(1)
+    assert w.read("web", "/app/later.txt") is None
+
+
+def test_down_ends_the_background_watch(watch: Callable[[str], Watch]) -> None:
+    w = watch(BACKGROUND)
+    pid = _background(w, "--wait")
+    done = w.cli("down")
+    assert f"watch {w.name}  stopped (pid {pid})" in done.stdout
+    assert not _runs(pid)
+    assert _status(w) == ""
+
+
+def test_the_watch_outlives_a_killed_engine_and_the_next_engine_knows_it(
+        watch: Callable[[str], Watch], engine: Engine) -> None:
+    import signal
+
+    w = watch(BACKGROUND)
+    pid = _background(w, "-d")
+    first = engine.engine_pid()
+    assert first is not None
+    os.kill(first, signal.SIGKILL)
+    until("the engine is gone", lambda: not _runs(first))
+    assert _runs(pid)
+    # The watcher starts an engine when it needs one, as any command does.
+    (w.folder / "src/after.txt").write_text("after\n")
+    until("the file is in the container", lambda: w.read("web", "/app/after.txt") == "after\n")
+    assert engine.engine_pid() not in (None, first)
+    assert _watching(w) == pid and _status(w) == "running(1), watching"
+
+    # A watcher that dies is shown as not watching, and its row goes. (Killed here by the
+    # pid the engine reported, after checking it is this root's watcher.)
+    cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    assert b"watch" in cmdline and str(engine.root).encode() in cmdline
+    os.kill(pid, signal.SIGKILL)
+    until("the watcher is gone", lambda: not _runs(pid))
+    assert _watching(w) is None and _status(w) == "running(1)"
+    assert "is not watched" in w.cli("watch", "--stop").stderr

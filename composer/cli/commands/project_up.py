@@ -253,9 +253,10 @@ def run_up(app: App, options: argparse.Namespace) -> int:
     if detached and (options.abort_on_container_exit or options.abort_on_container_failure):
         raise UsageError("--abort-on-container-exit and --exit-code-from cannot be combined "
                          "with -d or --wait")
-    if detached and options.watch:
-        raise UsageError("--watch with -d or --wait is not implemented yet: run "
-                         "'composer up --watch' in the foreground, or 'composer watch'")
+    watch = getattr(options, "watch", False)  # `create` has no --watch
+    if detached and watch and "-" in options.files:
+        raise UsageError("up -d --watch: a project read from stdin cannot be watched in the "
+                         "background: name its files with -f")
     project = load(app, options, options.services_selected)
     if options.exit_code_from and options.exit_code_from not in project.services:
         raise UsageError(f"--exit-code-from: no such service: {options.exit_code_from}")
@@ -268,13 +269,11 @@ def run_up(app: App, options: argparse.Namespace) -> int:
     if getattr(options, "dry_run", False):
         return 0 if ok else 1
     if not ok:
-        if options.wait:
-            bad = [w for w in progress.waited
-                   if w["status"] not in ("running", "healthy", "exited 0")]
-            for w in bad:
-                app.error(f"container {w['name']} is {w['status']}"
-                          f"{': ' + w['detail'] if w.get('detail') else ''}")
         return 1
+    if detached and watch:  # the engine keeps watching: project_watch.py
+        from composer.cli.commands.project_watch import watch_in_background
+
+        return watch_in_background(app, engine, project, options)
     if detached:
         return 0
     if options.watch:  # the watch beside the logs: composer/cli/commands/project_watch.py

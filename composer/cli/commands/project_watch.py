@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import signal
+import sys
 import threading
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
@@ -26,22 +27,29 @@ _ONEOFF = "com.docker.compose.oneoff"
 
 
 def register(commands: Any) -> None:
+    from composer.cli.commands.plan import plan_flags
+
     watch = commands.add_parser("watch", help="apply manifest edits and develop.watch rules "
                                 "as files change")
     watch.add_argument("--no-up", action="store_true",
                        help="do not bring the project up before watching")
     watch.add_argument("--quiet", action="store_true", help="print only errors")
-    watch.add_argument("services_selected", nargs="*", metavar="SERVICE")
+    watch.add_argument("--stop", action="store_true",
+                       help="stop the project's background watch ('up -d --watch')")
+    # up's flags: they shape the first up, and every reload keeps those that are not a
+    # one-time forcing (--scale, --no-deps, --remove-orphans, -t, ...).
+    plan_flags(watch)
     watch.set_defaults(handler=run_watch)
 
 
 def run_watch(app: App, options: argparse.Namespace) -> int:
-    from composer.cli.commands.engine import engine_client
     from composer.cli.commands.project_up import load
 
+    if options.stop:
+        return stop_background(app, options)
     options = _with_plan_defaults(options)
     project = load(app, options, options.services_selected)
-    effects = EngineEffects(app, engine_client(options), options)
+    effects = EngineEffects(app, Reconnecting(options), options)
     if not options.no_up:
         effects.apply(project, first=True)
     session = start_watch(app, effects, project)
@@ -87,6 +95,95 @@ def watch_attached(app: App, engine: Any, project: Any, options: argparse.Namesp
     return code
 
 
+# -- in the background (``up -d --watch``): a watcher process the engine starts and tracks --------
+
+
+def watch_in_background(app: App, engine: Any, project: Any,
+                        options: argparse.Namespace) -> int:
+    """Ask the engine to keep watching ``project`` after this command exits
+    (:mod:`composer.engine.watchers`): a ``composer watch --no-up`` with this command's
+    files, flags, environment and directory."""
+    import os
+
+    body = {"files": list(options.files), "project_dir": options.project_dir,
+            "env_files": list(options.env_files), "profiles": list(options.profiles),
+            "services": list(options.services_selected), "parallel": options.parallel,
+            "options": {"no_deps": options.no_deps, "remove_orphans": options.remove_orphans,
+                        "renew_anon_volumes": options.renew_anon_volumes,
+                        "no_build": options.no_build, "scale": list(options.scale),
+                        "timeout": options.timeout},
+            "environment": dict(os.environ), "cwd": os.getcwd()}
+    found = engine.request("POST", f"/v1/projects/{project.name}/watch", body)
+    again = "" if found.get("Started") else f"already (pid {found['Pid']}) "
+    app.err.write(f"watching {project.name} {again}in the background (composer watch --stop "
+                  f"ends it; log: {found['Log']})\n")
+    return 0
+
+
+def stop_background(app: App, options: argparse.Namespace) -> int:
+    """``composer watch --stop``: end the project's background watch."""
+    from composer.cli.commands.engine import engine_client
+    from composer.cli.commands.project_up import _maybe_load
+
+    project = _maybe_load(app, options)
+    name = project.name if project is not None else options.project_name
+    stopped = engine_client(options).request("DELETE", f"/v1/projects/{name}/watch")
+    if stopped.get("Stopped"):
+        app.err.write(f"stopped watching {name} (pid {stopped['Pid']})\n")
+    else:
+        app.err.write(f"{name} is not watched in the background\n")
+    return 0
+
+
+def background_status(engine: Any, name: str) -> dict[str, Any] | None:
+    """The project's background watch (``ps``), or None."""
+    try:
+        found = engine.request("GET", f"/v1/projects/{name}/watch")
+    except ComposerError:
+        return None  # an engine without the route: nothing to say
+    return found if isinstance(found, dict) and found.get("Watching") else None
+
+
+class Reconnecting:
+    """The engine client of a long watch: when no engine answers (it was stopped, or
+    killed), one is started on demand, as any command would, and the request is sent again
+    (what a watch sends is level-triggered: sending it twice does no harm)."""
+
+    def __init__(self, options: argparse.Namespace) -> None:
+        from composer.cli.commands.engine import engine_client
+
+        self.options = options
+        self.client = engine_client(options)
+
+    def _again(self, exc: ComposerError) -> Any:
+        from composer.cli.commands.engine import context, engine_client
+        from composer.engine import daemon
+
+        if daemon.holder(context(self.options)) is not None:
+            raise exc  # an engine runs: its answer (or its silence) stands
+        self.client = engine_client(self.options)
+        return self.client
+
+    def request(self, *args: Any, **kwargs: Any) -> Any:
+        from composer.engine.client import EngineUnavailable
+
+        try:
+            return self.client.request(*args, **kwargs)
+        except EngineUnavailable as e:
+            return self._again(e).request(*args, **kwargs)
+
+    def stream(self, *args: Any, **kwargs: Any) -> Any:
+        from composer.engine.client import EngineUnavailable
+
+        try:
+            return self.client.stream(*args, **kwargs)
+        except EngineUnavailable as e:
+            return self._again(e).stream(*args, **kwargs)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.client, name)
+
+
 class WatchSession:
     def __init__(self, watcher: Any, observation: Any) -> None:
         self.watcher = watcher
@@ -119,8 +216,13 @@ def start_watch(app: App, effects: EngineEffects, project: Any, *, quiet: float 
     watcher.initial_sync()
     if not effects.quiet:
         count = len(watcher.rules)
+        # In the background (the engine's watcher: no terminal) Ctrl-C means nothing; the
+        # engine waits for this line to know the watch runs (composer/engine/watchers.py).
+        hint = "; Ctrl-C stops watching" if sys.stdin is not None and sys.stdin.isatty() \
+            else ""
         app.err.write(f"watching {project.name}: {len(watcher.manifest_files)} manifest "
-                      f"file(s), {count} develop.watch rule(s); Ctrl-C stops watching\n")
+                      f"file(s), {count} develop.watch rule(s){hint}\n")
+        app.err.flush()
     return WatchSession(watcher, observation)
 
 

@@ -420,3 +420,13 @@ def test_up_builds_rebuilds_on_build_and_recreates_only_when_the_image_changed(
     assert missing.returncode != 0
     assert "--no-build" in missing.stderr and "composer build app" in missing.stderr
     _compose(engine, path, "down")
+
+
+def test_create_makes_the_containers_and_start_starts_them(engine: Engine,
+                                                           tmp_path: Path) -> None:
+    path = _project(tmp_path, VOLUMED.replace("volumed", "created"))
+    _compose(engine, path, "create")
+    assert engine.inspect("created-app-1")["State"]["Status"] == "created"
+    _compose(engine, path, "start")
+    assert engine.inspect("created-app-1")["State"]["Running"]
+    _compose(engine, path, "down", "-v")

@@ -16,9 +16,14 @@ from collections.abc import Callable
 
 Clock = Callable[[], float]
 
+#: How long a stream of changes that never pauses is held before it is applied anyway. Long
+#: enough that a branch switch on a loaded machine (hundreds of files written over a second
+#: or two) is one batch; a single save never waits for it, only for the quiet period.
+MAX_WAIT = 5.0
+
 
 class Batcher:
-    def __init__(self, *, quiet: float = 0.05, max_wait: float = 1.0,
+    def __init__(self, *, quiet: float = 0.05, max_wait: float = MAX_WAIT,
                  clock: Clock = time.monotonic) -> None:
         self.quiet = quiet
         self.max_wait = max_wait

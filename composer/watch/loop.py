@@ -17,7 +17,7 @@ from typing import Any, Protocol
 from composer.errors import ComposerError
 from composer.manifest.model import Project
 from composer.watch.batch import ServiceWork, SyncEntry, initial_entries, plan_batch
-from composer.watch.debounce import Batcher, Clock, Worker
+from composer.watch.debounce import MAX_WAIT, Batcher, Clock, Worker
 from composer.watch.observe import directories
 from composer.watch.rules import Rule, rules_of
 
@@ -39,7 +39,7 @@ class Effects(Protocol):
 
 class Watcher:
     def __init__(self, effects: Effects, project: Project, manifest: frozenset[str], *,
-                 services: Sequence[str] = (), quiet: float = 0.05, max_wait: float = 1.0,
+                 services: Sequence[str] = (), quiet: float = 0.05, max_wait: float = MAX_WAIT,
                  manifest_quiet: float = 0.1, clock: Clock = time.monotonic,
                  on_dirs: Callable[[Mapping[str, bool]], None] | None = None) -> None:
         self.effects = effects

@@ -20,6 +20,7 @@ from typing import Any
 
 from composer.cli.app import App
 from composer.errors import ComposerError
+from composer.watch.debounce import MAX_WAIT
 
 _PROJECT = "com.docker.compose.project"
 _SERVICE = "com.docker.compose.service"
@@ -195,7 +196,7 @@ class WatchSession:
 
 
 def start_watch(app: App, effects: EngineEffects, project: Any, *, quiet: float = 0.05,
-                max_wait: float = 1.0) -> WatchSession:
+                max_wait: float = MAX_WAIT) -> WatchSession:
     """The watch of ``project``, running in threads of its own."""
     from composer.watch.loop import Watcher
     from composer.watch.observe import Observation

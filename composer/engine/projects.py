@@ -67,12 +67,36 @@ class ProjectManager:
         try:
             if not options.get("dry_run"):
                 projects.save(self.m.db, project.name, dict(request))
-            ok = self._converge(project, request, options, emit)
+            touched: set[str] = set()
+
+            def noting(event: dict[str, Any]) -> None:
+                for change in (event.get("plan") or {}).get("changes") or ():
+                    touched.add(str(change.get("target")))
+                emit(event)
+
+            ok = self._converge(project, request, options, noting)
             if ok and options.get("wait") and not options.get("dry_run"):
                 ok = self._wait(project, options, emit, began)
+            elif ok and not options.get("dry_run"):
+                self._unchanged(project, options, touched, emit)
             emit({"result": {"ok": ok}})
         finally:
             lock.release()
+
+    def _unchanged(self, project: Project, options: Mapping[str, Any], touched: set[str],
+                   emit: Emit) -> None:
+        """The selected containers this ``up`` left as they were, with their state (Compose
+        prints ``Container web-1  Running`` for them: an ``up`` is never silent)."""
+        from composer.engine.project_observe import project_rows
+
+        services = set(options.get("services") or project.services)
+        left = [{"name": row.name, "status": row.status}
+                for row in project_rows(self.m, project.name)
+                if _labels(row).get("com.docker.compose.service") in services
+                and _labels(row).get("com.docker.compose.oneoff") != "True"
+                and row.name not in touched]
+        if left:
+            emit({"unchanged": sorted(left, key=lambda c: c["name"])})
 
     def _converge(self, project: Project, request: Mapping[str, Any],
                   options: Mapping[str, Any], emit: Emit) -> bool:

@@ -387,7 +387,8 @@ def test_up_builds_rebuilds_on_build_and_recreates_only_when_the_image_changed(
     original = _ids(engine, "built")
     # A changed Dockerfile alone changes nothing (as Compose): the image exists.
     dockerfile.write_text("FROM local/busybox:latest\nRUN echo two > /msg\n")
-    assert _compose(engine, path, "up", "-d").stdout.strip() == ""
+    assert _compose(engine, path, "up", "-d").stdout.strip() == \
+        "✔ Container built-app-1  Running"
     assert _ids(engine, "built") == original
     # --build rebuilds; the new image recreates the container and says why.
     rebuilt = _compose(engine, path, "up", "-d", "--build")

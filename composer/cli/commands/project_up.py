@@ -169,6 +169,10 @@ class Progress:
         elif "waited" in event:
             self.waited.append(dict(event["waited"]))
             self._waited(event["waited"])
+        elif "unchanged" in event:
+            if self.mode == "plain":
+                for c in event["unchanged"]:
+                    self.app.print(f" ✔ Container {c['name']}  {str(c['status']).capitalize()}")
         elif "created" in event:
             self.created = dict(event["created"])
         elif "error" in event:

@@ -46,3 +46,8 @@ if [ "$(id -u)" -eq 0 ]; then
   echo "== builder"
   "$here/.venv/bin/python" bench/build_bench.py
 fi
+
+if [ "$(id -u)" -eq 0 ]; then
+  echo "== compose up/down (peers when /work/shared/peers set them up; --no-peers to skip)"
+  "$here/.venv/bin/python" -m bench.compose_bench
+fi

@@ -21,6 +21,7 @@ class _Parser(argparse.ArgumentParser):
 # cost each command about 40 ms.
 COMMANDS: dict[str, tuple[str, str]] = {
     "config": ("config", "validate the project and print it normalized"),
+    "convert": ("convert", "the project as Kubernetes manifests (convert kubernetes)"),
     "container": ("container", "manage single containers (run, ls, ...)"),
     "engine": ("engine", "control the engine (start, stop, status, run)"),
     "image": ("image", "manage images (pull, push, ls, rm, ...)"),

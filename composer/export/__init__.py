@@ -1,0 +1,1 @@
+"""Exporters: the loaded project written for other orchestrators (``composer convert ...``)."""

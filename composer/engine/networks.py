@@ -125,6 +125,12 @@ class NetworkManager:
         self.resolver = Resolver(layout.run / "dns", upstream=upstream)
         self.proxy = PortProxy(layout.run / "portproxy")
         self._lock = threading.RLock()
+        # Rebuilds of the NAT table and the records, shared: a caller whose change is in the
+        # store waits for one rebuild that began after it (see _synced).
+        self._sync_state = threading.Condition()
+        self._sync_asked = 0  # tickets handed out
+        self._sync_done = 0  # every ticket up to this one has had its rebuild
+        self._syncing = False
         # What the NAT table was last made from, by this engine: a container without
         # published ports starting or stopping changes nothing there, and rebuilding the table
         # costs two nft transactions of ~20 ms. None (unknown) at start, so the first
@@ -309,65 +315,71 @@ class NetworkManager:
         Undone (but for the leases, kept until removal) when a step fails."""
         from composer.runtime import netlink
 
-        with self._lock:
+        with self._lock:  # addresses are handed out one container at a time
             joined = self.resolve(spec)
             endpoints = []
             for attachment, network in joined:
                 address = leases.lease(self.db, network.id, row.id, _plan(network),
                                        static=attachment.ipv4_address)
                 endpoints.append(Endpoint(network, address, "", attachment.aliases))
-            faults.point("network-after-lease")
-            netns = self.netns_path(row.id)
-            try:
-                netlink.create_netns(netns)
-                faults.point("network-after-netns")
-                routed = next((i for i, e in enumerate(endpoints) if not e.network.internal),
-                              None)
-                for index, endpoint in enumerate(endpoints):
-                    interface = f"eth{index}"
-                    netlink.ensure_veth(
-                        host_name=self.veth_name(row.id, endpoint.network.id),
-                        bridge=endpoint.network.bridge, netns=netns, inner_name=interface,
-                        address=ipaddress.IPv4Interface(f"{endpoint.address}/"
-                                                        f"{endpoint.prefixlen}"),
-                        gateway=(ipaddress.IPv4Address(endpoint.network.gateway)
-                                 if index == routed else None),
-                        alias=self._endpoint_alias(row.id, endpoint.network.id),
-                        mac=mac_for(endpoint.address, joined[index][0].mac_address))
-                    endpoints[index] = Endpoint(endpoint.network, endpoint.address,
-                                                interface, endpoint.aliases)
-                faults.point("network-after-veth")
+        faults.point("network-after-lease")
+        netns = self.netns_path(row.id)
+        # The namespace and the veths are this container's alone: made without the lock, so
+        # that containers starting together do not queue here (each costs ~20 ms of netlink).
+        try:
+            netlink.create_netns(netns)
+            faults.point("network-after-netns")
+            routed = next((i for i, e in enumerate(endpoints) if not e.network.internal),
+                          None)
+            for index, endpoint in enumerate(endpoints):
+                interface = f"eth{index}"
+                netlink.ensure_veth(
+                    host_name=self.veth_name(row.id, endpoint.network.id),
+                    bridge=endpoint.network.bridge, netns=netns, inner_name=interface,
+                    address=ipaddress.IPv4Interface(f"{endpoint.address}/"
+                                                    f"{endpoint.prefixlen}"),
+                    gateway=(ipaddress.IPv4Address(endpoint.network.gateway)
+                             if index == routed else None),
+                    alias=self._endpoint_alias(row.id, endpoint.network.id),
+                    mac=mac_for(endpoint.address, joined[index][0].mac_address))
+                endpoints[index] = Endpoint(endpoint.network, endpoint.address,
+                                            interface, endpoint.aliases)
+            faults.point("network-after-veth")
+            with self._lock:  # host ports are checked free and taken one at a time
                 published = publish(self.db, row, spec,
                                     any(not e.network.internal for e in endpoints))
                 rows.update(self.db, row.id, ports=published)
-                self._sync()
-                faults.point("network-after-nat")
-            except BaseException:
-                with contextlib.suppress(ComposerError, OSError):
-                    self.detach(row.id)
-                raise
-            return Joined(netns, tuple(endpoints))
+            self._synced()
+            faults.point("network-after-nat")
+        except BaseException:
+            with contextlib.suppress(ComposerError, OSError):
+                self.detach(row.id)
+            raise
+        return Joined(netns, tuple(endpoints))
 
     def detach(self, container_id: str) -> None:
-        """Undo :meth:`attach` for a container whose run ended: its veths (found by their
-        aliases), its namespace, its published ports, its conntrack entries."""
+        """Undo :meth:`attach` for a container whose run ended: its veths, its namespace, its
+        published ports, its conntrack entries."""
         from composer.runtime import netlink, ports
 
+        # By their names (attach and connect give each the name veth_name makes) on the
+        # networks it has an address on (leases stay until removal), not by listing every
+        # link of the host: that grows with the number of containers.
+        for network_id in leases.networks_of(self.db, container_id):
+            netlink.remove_link(self.veth_name(container_id, network_id))
+        netlink.remove_netns(self.netns_path(container_id))
         with self._lock:
-            for name, _ in netlink.links_by_alias(f"{self.alias_prefix}endpoint:{container_id}:"):
-                netlink.remove_link(name)
-            netlink.remove_netns(self.netns_path(container_id))
             row = rows.get(self.db, container_id)
             if row is not None and row.ports is not None:
                 rows.update(self.db, container_id, ports=None)
-            self._sync()
-            if row is not None and row.ports:
-                # A published port's flows (UDP above all: a client that keeps sending keeps
-                # its entry alive) must not stay DNATed to this container's address, or a
-                # replacement would never see them. Docker flushes for the same reason.
-                for address in self.addresses(container_id).values():
-                    with contextlib.suppress(ComposerError, OSError):
-                        ports.flush_conntrack(address)
+        self._synced()
+        if row is not None and row.ports:
+            # A published port's flows (UDP above all: a client that keeps sending keeps
+            # its entry alive) must not stay DNATed to this container's address, or a
+            # replacement would never see them. Docker flushes for the same reason.
+            for address in self.addresses(container_id).values():
+                with contextlib.suppress(ComposerError, OSError):
+                    ports.flush_conntrack(address)
 
     def connect_running(self, row: ContainerRow, attachment: Attachment) -> None:
         """Join a running container to one more network, at once, as Docker does: a lease, a
@@ -463,6 +475,31 @@ class NetworkManager:
         """Rewrite the NAT table, DNS records and proxy entries (after a rename, say)."""
         with self._lock:
             self._sync()
+
+    def _synced(self) -> None:
+        """The NAT table and the records made from the store as it is now: by a rebuild of
+        this caller's, or by one that another caller began after this one's change. Starts
+        and stops that come together share rebuilds instead of making one each (a rebuild
+        reads every running container: one each would grow with the square of them)."""
+        with self._sync_state:
+            self._sync_asked += 1
+            ticket = self._sync_asked
+            while self._sync_done < ticket:
+                if self._syncing:
+                    self._sync_state.wait()
+                    continue
+                self._syncing = True
+                covers = self._sync_asked  # every change handed in so far is in the store
+                self._sync_state.release()
+                try:
+                    with self._lock:
+                        self._sync()
+                finally:
+                    self._sync_state.acquire()
+                    self._syncing = False
+                    self._sync_state.notify_all()
+                self._sync_done = max(self._sync_done, covers)
+            # A failed rebuild raises to its own caller; the waiting ones try again above.
 
     def _sync(self) -> None:
         """Rebuild the NAT table, the resolver's records and the IPv6 port proxy's entries

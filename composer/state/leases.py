@@ -45,6 +45,13 @@ def release_all(db: Store, container: str) -> int:
         return conn.execute("DELETE FROM leases WHERE container = ?", (container,)).rowcount
 
 
+def networks_of(db: Store, container: str) -> list[str]:
+    """The networks where ``container`` holds an address."""
+    with db.snapshot() as conn:
+        return [str(n) for (n,) in conn.execute(
+            "SELECT network FROM leases WHERE container = ? ORDER BY network", (container,))]
+
+
 def leases_of(db: Store, network: str) -> dict[str, str]:
     """container -> address on ``network``."""
     with db.snapshot() as conn:

@@ -19,13 +19,14 @@ require_token() {
   fi
 }
 
-# (Timeouts come from the timeout applet: this busybox's "wget -T" crashes.)
+# (Timeouts come from the timeout applet: this busybox's "wget -T" crashes. They are generous:
+# on a loaded host the chain web -> api -> store is slow, and slow must not read as down.)
 store_get() { # KEY: print its value; fails when unset or the store is down
-  timeout 5 wget -q -O - "$STORE_URL/cgi-bin/kv/$1" 2>/dev/null
+  timeout 15 wget -q -O - "$STORE_URL/cgi-bin/kv/$1" 2>/dev/null
 }
 
 store_set() { # KEY VALUE
-  timeout 5 wget -q -O /dev/null --post-data "$2" "$STORE_URL/cgi-bin/kv/$1"
+  timeout 15 wget -q -O /dev/null --post-data "$2" "$STORE_URL/cgi-bin/kv/$1"
 }
 
 # Pass this CGI request (method, body) on to the store's PATH and print its whole response,
@@ -38,7 +39,7 @@ store_forward() { # PATH
     printf '%s %s HTTP/1.0\r\nHost: %s\r\nContent-Length: %s\r\n\r\n' \
       "$REQUEST_METHOD" "$1" "$hostport" "$length"
     [ "$length" -eq 0 ] || head -c "$length"
-  } | nc -w 5 "${hostport%:*}" "${hostport#*:}" >/tmp/forward.$$
+  } | nc -w 20 "${hostport%:*}" "${hostport#*:}" >/tmp/forward.$$
   if [ -s /tmp/forward.$$ ]; then cat /tmp/forward.$$; else reply "502 Bad Gateway" "api: no answer from the store"; fi
   rm -f /tmp/forward.$$
 }

@@ -222,7 +222,8 @@ class NetworkManager:
         prefix = ipaddress.IPv4Network(row.subnet).prefixlen
         netlink.ensure_bridge(row.bridge, alias=f"{self.alias_prefix}network:{row.id}",
                               gateway=ipaddress.IPv4Interface(f"{row.gateway}/{prefix}"),
-                              mtu=mtu if mtu is not None else _mtu(row.name, row.options))
+                              mtu=mtu if mtu is not None else _mtu(row.name, row.options),
+                              mac=mac_for(row.gateway, None) if row.gateway else None)
         faults.point("network-after-bridge")
         # 127.0.0.1 reaches published ports through DNAT out of the bridge; the kernel drops
         # loopback-sourced packets on other interfaces unless this is set.

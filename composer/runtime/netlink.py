@@ -338,10 +338,16 @@ def remove_netns(path: Path) -> None:
 
 @_off_loop
 def ensure_bridge(name: str, *, alias: str, gateway: ipaddress.IPv4Interface,
-                  mtu: int | None = None) -> None:
+                  mtu: int | None = None, mac: str | None = None) -> None:
     """A Linux bridge ``name`` with ifalias ``alias``, the address ``gateway`` (such as
-    172.18.0.1/16) and up. A bridge already there is success; a link of that name that is not
-    a bridge is an error. What this call created is removed again if a later step fails."""
+    172.18.0.1/16), the MAC ``mac`` if given, and up. A bridge already there is success; a
+    link of that name that is not a bridge is an error. What this call created is removed
+    again if a later step fails.
+
+    Give ``mac``: a bridge whose MAC was never set takes the lowest MAC of its ports, so it
+    changes as containers join and leave, and every container that had looked up the gateway
+    before keeps sending to the old MAC, which the bridge drops, until its ARP entry expires
+    (30 to 45 s without DNS or a way out). A MAC set once stays."""
     _check_ifname(name, "bridge")
     with _route() as ipr, contextlib.ExitStack() as undo:
         with _failing(f"cannot create the bridge {name!r}"):
@@ -365,6 +371,8 @@ def ensure_bridge(name: str, *, alias: str, gateway: ipaddress.IPv4Interface,
                 "not a bridge; remove it, or give the network another name "
                 "(driver_opts com.docker.network.bridge.name)")
         with _failing(f"cannot configure the bridge {name!r}"):
+            if mac is not None and link.get_attr("IFLA_ADDRESS") != mac.lower():
+                ipr.link("set", index=index, address=mac.lower())
             ipr.link("set", index=index, ifalias=alias, flags=_IFF_UP, change=_IFF_UP,
                      **({"mtu": mtu} if mtu else {}))
             _ensure_address(ipr, index, gateway)

@@ -7,7 +7,6 @@ an env file so that tests running side by side never collide.
 from __future__ import annotations
 
 import socket
-import time
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -84,30 +83,16 @@ def test_webstack_gates_on_health_keeps_its_volume_and_guards_with_the_secret(
     base = f"http://127.0.0.1:{port}/cgi-bin/api"
 
     def ask(url: str, data: bytes | None = None) -> str:
-        """The answer, or a failure that carries the body and the stack's logs. A 502 (the
-        api or the store not reached inside the stack) is asked again for up to a minute:
-        KNOWN BUG, not root-caused: about one run in six, for 20-40 s after ``up --wait``,
-        the project's DNS resolver has no socket on the host and lookups inside the stack
-        time out (see the closing note of issue 8). This wait keeps the test about what the
-        example shows; the bug stays open."""
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                return _get(url, token, data)
-            except urllib.error.HTTPError as failed:
-                body = failed.read().decode()
-                if failed.code == 502 and time.monotonic() < deadline:
-                    time.sleep(1)
-                    continue
-                logs = engine.cli(*stack, "logs", "--no-color").stdout
-                raise AssertionError(f"{url}: {failed.code} {body}\n{logs}") from None
+        """The answer, or a failure that carries the body and the stack's logs."""
+        try:
+            return _get(url, token, data)
+        except urllib.error.HTTPError as failed:
+            logs = engine.cli(*stack, "logs", "--no-color").stdout
+            raise AssertionError(f"{url}: {failed.code} {failed.read().decode()}\n{logs}") \
+                from None
 
     token = {"X-Api-Token": (folder / "secrets" / "api_token.txt").read_text().strip()}
     status = ask(f"{base}/status")
-    deadline = time.monotonic() + 60  # the same known bug: the api may not reach the store
-    while "store:          up" not in status and time.monotonic() < deadline:
-        time.sleep(1)
-        status = ask(f"{base}/status")
     assert "secret:         present" in status and "store:          up" in status, status
     try:
         _get(f"{base}/kv")

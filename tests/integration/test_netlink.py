@@ -163,6 +163,30 @@ def bridge(prefix: str) -> Iterator[str]:
     netlink.remove_link(name)
 
 
+def test_a_bridge_keeps_the_mac_it_was_given_as_ports_join(prefix: str, tmp_path: Path) -> None:
+    # Unset, a bridge's MAC follows the lowest of its ports': containers that looked up the
+    # gateway before a port with a lower MAC joined would send to a MAC the bridge drops.
+    pyroute2: Any = pytest.importorskip("pyroute2")
+    name = f"{prefix}mb"
+    netlink.ensure_bridge(name, alias=f"{alias_of(prefix)}net", gateway=IP("10.236.0.1/24"),
+                          mac="02:42:0a:ec:00:01")
+    try:
+        for n, mac in enumerate(("00:00:00:00:00:02", "00:00:00:00:00:01")):
+            ns = tmp_path / f"m{n}" / "net"
+            netlink.create_netns(ns)
+            netlink.ensure_veth(host_name=f"{prefix}m{n}", bridge=name, netns=ns,
+                                inner_name="eth0", alias=f"{alias_of(prefix)}m{n}",
+                                address=IP(f"10.236.0.{n + 2}/24"), gateway=None)
+            with pyroute2.IPRoute() as ipr:  # a port with a lower MAC than any before it
+                ipr.link("set", index=ipr.link_lookup(ifname=f"{prefix}m{n}")[0], address=mac)
+            assert interface(name)["mac"] == "02:42:0a:ec:00:01"
+    finally:
+        for n in range(2):
+            netlink.remove_link(f"{prefix}m{n}")
+            netlink.remove_netns(tmp_path / f"m{n}" / "net")
+        netlink.remove_link(name)
+
+
 def container(prefix: str, tmp_path: Path, bridge: str, n: int, *, inner: str = "eth0",
               **options: Any) -> Path:
     """A namespace with a veth ``<prefix>v<n>`` on ``bridge`` as 10.231.0.<n+1>/24."""

@@ -16,13 +16,11 @@ from collections.abc import Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
 from composer.cli.app import App
+from composer.cli.project_select import Container, project_containers
 
 if TYPE_CHECKING:
     from composer.cli.project_streams import LogWriter
 
-_PROJECT = "com.docker.compose.project"
-_SERVICE = "com.docker.compose.service"
-_ONEOFF = "com.docker.compose.oneoff"
 
 
 def attach_project(app: App, engine: Any, project: Any, options: argparse.Namespace, *,
@@ -35,10 +33,10 @@ def attach_project(app: App, engine: Any, project: Any, options: argparse.Namesp
     containers = _attached(engine, project, options)
     if not containers:
         return 0
-    writer = LogWriter([c["Name"] for c in containers], prefix=not options.no_log_prefix,
+    writer = LogWriter([c.name for c in containers], prefix=not options.no_log_prefix,
                        color=use_color(options, sys.stdout), timestamps=options.timestamps,
                        stdout=sys.stdout.buffer, stderr=sys.stdout.buffer)
-    app.print("Attaching to " + ", ".join(c["Name"] for c in containers))
+    app.print("Attaching to " + ", ".join(c.name for c in containers))
     app.out.flush()  # the log lines below go to the byte stream under it
     order = ServiceGraph.from_project(project).stop_generations()
     stopper = _Stopper(app, engine, [], order, options.timeout)
@@ -54,7 +52,7 @@ def attach_project(app: App, engine: Any, project: Any, options: argparse.Namesp
         writer.close()
 
 
-def _attached(engine: Any, project: Any, options: argparse.Namespace) -> list[dict[str, Any]]:
+def _attached(engine: Any, project: Any, options: argparse.Namespace) -> list[Container]:
     """The containers whose logs are shown: the services named (all when none), or those
     of ``--attach``, without those of ``--no-attach``."""
     wanted = set(options.attach or options.services_selected or project.services)
@@ -63,10 +61,10 @@ def _attached(engine: Any, project: Any, options: argparse.Namespace) -> list[di
 
         wanted = set(ServiceGraph.from_project(project).with_dependencies(sorted(wanted)))
     wanted -= set(options.no_attach)
-    found = [c for c in engine.request("GET", "/v1/containers", params={"all": 1})
-             if c["Labels"].get(_PROJECT) == project.name
-             and c["Labels"].get(_ONEOFF) != "True" and c["Labels"].get(_SERVICE) in wanted]
-    return sorted(found, key=lambda c: c["Name"])
+    if not wanted:
+        return []  # (no services would mean all of them to project_containers)
+    return sorted(project_containers(engine, project.name, sorted(wanted)),
+                  key=lambda c: c.name)
 
 
 _Line = tuple[str, str, "dict[str, Any] | None"]  # container id, name, event (None: the end)
@@ -85,13 +83,13 @@ class _Logs:
         self.open: dict[str, str] = {}  # id -> name of the streams not ended yet
         self.services: dict[str, str] = {}  # name -> service
 
-    def follow(self, container: Mapping[str, Any]) -> None:
-        cid, name = str(container["Id"]), str(container["Name"])
+    def follow(self, container: Container) -> None:
+        cid, name = container.id, container.name
         self.seen.add(cid)
         self.open[cid] = name
-        self.services[name] = str(container["Labels"][_SERVICE])
+        self.services[name] = container.service
         self.writer.add(name)
-        self.stopper.containers.append(dict(container))
+        self.stopper.containers.append(container)
         threading.Thread(target=self._read, args=(cid, name), daemon=True,
                          name=f"logs-{name}").start()
 
@@ -102,7 +100,7 @@ class _Logs:
             for c in _attached(self.engine, project, options):
                 # Running only: a recreate's new container is created under a temporary
                 # name first, and is followed once it has its own and runs.
-                if c["Id"] not in self.seen and (c.get("State") or {}).get("Running"):
+                if c.id not in self.seen and c.status == "running":
                     self.follow(c)
 
     def _read(self, cid: str, name: str) -> None:
@@ -176,7 +174,7 @@ def _exit_code(engine: Any, name: str) -> int:
 class _Stopper:
     """Ctrl-C once: stop every container, dependents first, in the background; twice: kill."""
 
-    def __init__(self, app: App, engine: Any, containers: list[dict[str, Any]],
+    def __init__(self, app: App, engine: Any, containers: list[Container],
                  order: Iterator[Any] | Any, timeout: float | None) -> None:
         self.app = app
         self.engine = engine
@@ -192,7 +190,7 @@ class _Stopper:
         if self.interrupted:
             sys.stderr.write("Killing...\n")
             for c in self.containers:
-                self._quietly("POST", f"/v1/containers/{c['Id']}/kill")
+                self._quietly("POST", f"/v1/containers/{c.id}/kill")
             return
         self.interrupted = True
         sys.stderr.write("Gracefully stopping... (press Ctrl+C again to force)\n")
@@ -204,14 +202,14 @@ class _Stopper:
 
     def _stop(self) -> None:
         with self._lock:
-            by_service: dict[str, list[dict[str, Any]]] = {}
+            by_service: dict[str, list[Container]] = {}
             for c in self.containers:
-                by_service.setdefault(c["Labels"][_SERVICE], []).append(c)
+                by_service.setdefault(c.service, []).append(c)
             # hooks: the engine runs each container's pre_stop first, as `stop` does.
             params = {"hooks": 1, **({"t": self.timeout} if self.timeout is not None else {})}
             for generation in self.order:
                 workers = [threading.Thread(target=self._quietly, args=(
-                    "POST", f"/v1/containers/{c['Id']}/stop", params))
+                    "POST", f"/v1/containers/{c.id}/stop", params))
                     for name in generation for c in by_service.get(name, [])]
                 for w in workers:
                     w.start()
@@ -219,7 +217,7 @@ class _Stopper:
                     w.join()
                 for name in generation:
                     for c in by_service.get(name, []):
-                        sys.stderr.write(f" ✔ Container {c['Name']}  Stopped\n")
+                        sys.stderr.write(f" ✔ Container {c.name}  Stopped\n")
             self.done.set()
 
     def _quietly(self, method: str, path: str, params: Mapping[str, Any] | None = None) -> None:

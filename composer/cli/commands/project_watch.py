@@ -19,12 +19,9 @@ from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 from composer.cli.app import App
+from composer.cli.project_select import Container, project_containers
 from composer.errors import ComposerError
 from composer.watch.debounce import MAX_WAIT
-
-_PROJECT = "com.docker.compose.project"
-_SERVICE = "com.docker.compose.service"
-_ONEOFF = "com.docker.compose.oneoff"
 
 
 def register(commands: Any) -> None:
@@ -90,9 +87,9 @@ def watch_attached(app: App, engine: Any, project: Any, options: argparse.Namesp
         # since then (a recreate) stop too, as all of ``up``'s would.
         for c in _running(engine, session.watcher.project.name):
             with contextlib.suppress(ComposerError):
-                engine.request("POST", f"/v1/containers/{c['Id']}/stop",
+                engine.request("POST", f"/v1/containers/{c.id}/stop",
                                params={"t": options.timeout} if options.timeout else {})
-                app.err.write(f" ✔ Container {c['Name']}  Stopped\n")
+                app.err.write(f" ✔ Container {c.name}  Stopped\n")
     return code
 
 
@@ -241,10 +238,8 @@ def _with_plan_defaults(options: argparse.Namespace) -> argparse.Namespace:
     return argparse.Namespace(**merged)
 
 
-def _running(engine: Any, name: str) -> list[dict[str, Any]]:
-    return [c for c in engine.request("GET", "/v1/containers", params={"all": 1})
-            if c["Labels"].get(_PROJECT) == name and c["State"]["Status"] == "running"
-            and c["Labels"].get(_ONEOFF) != "True"]
+def _running(engine: Any, name: str) -> list[Container]:
+    return project_containers(engine, name, stopped=False)
 
 
 class EngineEffects:
@@ -317,13 +312,8 @@ class EngineEffects:
     # -- develop.watch actions ------------------------------------------------------------------
 
     def _containers(self, project: Any, service: str,
-                    running: bool = True) -> list[dict[str, Any]]:
-        found = [c for c in self.engine.request("GET", "/v1/containers", params={"all": 1})
-                 if c["Labels"].get(_PROJECT) == project.name
-                 and c["Labels"].get(_SERVICE) == service
-                 and c["Labels"].get(_ONEOFF) != "True"
-                 and (not running or c["State"]["Status"] == "running")]
-        return sorted(found, key=lambda c: c["Name"])
+                    running: bool = True) -> list[Container]:
+        return project_containers(self.engine, project.name, [service], stopped=not running)
 
     def sync(self, project: Any, service: str, entries: Sequence[Any]) -> None:
         body = {"entries": [e.to_json() for e in entries]}
@@ -331,17 +321,17 @@ class EngineEffects:
         if not containers:
             raise ComposerError("no running container to sync to")
         for c in containers:
-            done = self.engine.request("POST", f"/v1/containers/{c['Id']}/sync", body)
+            done = self.engine.request("POST", f"/v1/containers/{c.id}/sync", body)
             for failure in (done or {}).get("failed") or ():
-                self.error(f"{c['Name']}: cannot sync {failure}")
+                self.error(f"{c.name}: cannot sync {failure}")
 
     def restart(self, project: Any, service: str) -> None:
         timeout = self.options.timeout
         params = {"t": timeout} if timeout is not None else {}
         for c in self._containers(project, service, running=False):
-            self.engine.request("POST", f"/v1/containers/{c['Id']}/restart", params=params)
+            self.engine.request("POST", f"/v1/containers/{c.id}/restart", params=params)
             if not self.quiet:
-                self.app.err.write(f" ✔ Container {c['Name']}  Restarted\n")
+                self.app.err.write(f" ✔ Container {c.name}  Restarted\n")
 
     def exec(self, project: Any, service: str, hook: Mapping[str, Any]) -> None:
         from composer.cli import interactive
@@ -354,9 +344,9 @@ class EngineEffects:
             body = exec_body(command, env=env, user=hook.get("user"),
                              workdir=hook.get("working_dir"), tty=False, interactive=False,
                              privileged=bool(hook.get("privileged")), detach=False)
-            code = interactive.exec_session(self.engine, c["Id"], body)
+            code = interactive.exec_session(self.engine, c.id, body)
             if code != 0:
-                raise ComposerError(f"{c['Name']}: {' '.join(command)} exited {code}")
+                raise ComposerError(f"{c.name}: {' '.join(command)} exited {code}")
 
     # -- output ---------------------------------------------------------------------------------
 

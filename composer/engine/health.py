@@ -256,6 +256,18 @@ def _rfc3339(t: float) -> str:
     return text + "Z"
 
 
+def healthy_since(data: Mapping[str, Any]) -> float | None:
+    """From a saved ``State.Health``: when the last unbroken run of passing probes began (the
+    end of its first probe), or None when the last probe failed. The log keeps the last
+    ``MAX_LOG`` probes, so a long run of passes is dated by the oldest one kept."""
+    since = None
+    for entry in reversed(data.get("Log") or ()):
+        if entry.get("ExitCode") != 0:
+            break
+        since = _parse_rfc3339(str(entry["End"]))
+    return since
+
+
 def _parse_rfc3339(text: str) -> float:
     match = _RFC3339.fullmatch(text)
     if match is None:

@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     from composer.engine.containers import ContainerManager
     from composer.manifest.model import Project
     from composer.plan.actions import Plan
+    from composer.state.containers import ContainerRow
 
 Emit = Callable[[dict[str, Any]], None]
 
@@ -139,28 +140,25 @@ class ProjectManager:
         dependencies) gives some services the condition their dependent has instead:
         ``service_started``, ``service_healthy`` or ``service_completed_successfully``."""
         from composer.engine.project_observe import project_rows
-        from composer.state import containers as rows
 
         timeout = options.get("wait_timeout")
         deadline = None if not timeout else time.monotonic() + float(timeout)
         services = set(options.get("services") or project.services)
-        pending = {row.id: row.name for row in project_rows(self.m, project.name)
+        pending = [row for row in project_rows(self.m, project.name)
                    if _labels(row).get("com.docker.compose.service") in services
-                   and _labels(row).get("com.docker.compose.oneoff") != "True"}
+                   and _labels(row).get("com.docker.compose.oneoff") != "True"]
         conditions = dict(options.get("wait_conditions") or {})
         ok = True
         started = time.monotonic()
-        for container_id, name in sorted(pending.items(), key=lambda item: item[1]):
+        for row in sorted(pending, key=lambda r: r.name):
             left = None if deadline is None else max(0.0, deadline - time.monotonic())
-            row = rows.get(self.m.db, container_id)
-            condition = conditions.get(_labels(row).get("com.docker.compose.service", "")) \
-                if row is not None else None
-            status, detail = self._settle(container_id, left, condition)
+            condition = conditions.get(_labels(row).get("com.docker.compose.service", ""))
+            status, detail, settled = self._settle(row.id, left, condition)
             good = ("exited 0",) if condition == "service_completed_successfully" else \
                 ("running", "healthy", "starting", "exited 0") \
                 if condition == "service_started" else ("running", "healthy", "exited 0")
-            ready = _ready_at(self.m, container_id, status)
-            emit({"waited": {"name": name, "status": status, "detail": detail,
+            ready = _ready_at(settled, status)
+            emit({"waited": {"name": row.name, "status": status, "detail": detail,
                              "ok": status in good,
                              "seconds": round(time.monotonic() - started, 3),
                              # from the start of this up to running, healthy or completed
@@ -170,7 +168,9 @@ class ProjectManager:
         return ok
 
     def _settle(self, container_id: str, timeout: float | None,
-                condition: str | None = None) -> tuple[str, str]:
+                condition: str | None = None) -> tuple[str, str, ContainerRow | None]:
+        """The container's state once it settled (or at the timeout): a status word, the last
+        health output where it explains the status, and its row (None when removed)."""
         from composer.engine.project_runtime import _last_output
 
         def settled(r: Any) -> bool:
@@ -185,15 +185,15 @@ class ProjectManager:
 
         reached, row = self.m._wait_until(settled, container_id, timeout)
         if row is None:
-            return "removed", ""
+            return "removed", "", None
         health = (row.health or {}).get("Status")
         if not reached:
-            return ("starting" if health else row.status), _last_output(row)
+            return ("starting" if health else row.status), _last_output(row), row
         if row.status in ("exited", "dead"):
-            return f"exited {row.exit_code or 0}", ""
+            return f"exited {row.exit_code or 0}", "", row
         if health == "unhealthy":
-            return "unhealthy", _last_output(row)
-        return health or "running", ""
+            return "unhealthy", _last_output(row), row
+        return health or "running", "", row
 
     # -- run ------------------------------------------------------------------------------------
 
@@ -355,14 +355,12 @@ def _labels(row: Any) -> Mapping[str, str]:
     return labels
 
 
-def _ready_at(m: Any, container_id: str, status: str) -> float | None:
-    """When the container got to ``status`` (unix time): its start when running, its exit
-    when completed, the end of the first passing check of the current streak when healthy
-    (the health log keeps the last few checks: a late ``--wait`` may see a later one)."""
-    from composer.engine.health import _parse_rfc3339
-    from composer.state import containers as rows
+def _ready_at(row: ContainerRow | None, status: str) -> float | None:
+    """When the container (its row as it settled) got to ``status`` (unix time): its start
+    when running, its exit when completed, the start of its run of passing checks when
+    healthy."""
+    from composer.engine.health import healthy_since
 
-    row = rows.get(m.db, container_id)
     if row is None:
         return None
     if status == "running":
@@ -371,12 +369,7 @@ def _ready_at(m: Any, container_id: str, status: str) -> float | None:
         return row.finished_at
     if status != "healthy":
         return None
-    ready = None
-    for probe in reversed((row.health or {}).get("Log") or []):
-        if probe.get("ExitCode") != 0:
-            break
-        ready = _parse_rfc3339(str(probe["End"]))
-    return ready
+    return healthy_since(row.health or {})
 
 
 def _plan_data(plan: Plan) -> dict[str, Any]:

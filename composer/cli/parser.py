@@ -9,7 +9,7 @@ from typing import Any
 from composer.__about__ import __version__
 
 
-class _Parser(argparse.ArgumentParser):
+class Parser(argparse.ArgumentParser):
     def error(self, message: str) -> Any:  # argparse's exit code 2 is Compose's too
         self.print_usage()
         self.exit(2, f"error: {message}\n  hint: run '{self.prog} --help' for the options\n")
@@ -84,7 +84,7 @@ def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
 
     from composer.cli.main import PLANNED
 
-    parser = _Parser(prog="composer", description="Run compose projects as real Linux "
+    parser = Parser(prog="composer", description="Run compose projects as real Linux "
                      "containers, without Docker.")
     parser.add_argument("-v", "--version", action="version",
                         version=f"composer version {__version__}")
@@ -105,7 +105,7 @@ def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
                         default=_from_environment("COMPOSE_ANSI", ansi, "auto"))
     parser.add_argument("--dry-run", action="store_true")
     parser.add_argument("--root", metavar="DIR", help="state root (default /var/lib/composer)")
-    commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
     wanted = None if argv is None else command_of(argv)
     modules = sorted({m for m, _ in COMMANDS.values()}) if wanted not in COMMANDS else \
         [COMMANDS[str(wanted)][0]]

@@ -87,9 +87,9 @@ def register(commands: Any) -> None:
 
 
 def run(app: App, options: argparse.Namespace) -> int:
-    from composer.cli.parser import _Parser
+    from composer.cli.parser import Parser
 
-    again = _Parser(prog="composer convert")
+    again = Parser(prog="composer convert")
     _options(again, positionals=True)
     again.parse_intermixed_args(options.rest, namespace=options)
     selected = list(options.services_selected)

@@ -15,6 +15,7 @@ import os
 import shutil
 import subprocess
 import sys
+import textwrap
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -25,6 +26,21 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 IMAGE = "local/busybox:latest"
+
+
+def write_project(tmp_path: Path, text: str, name: str = "compose.yaml") -> Path:
+    """``text`` (dedented) as ``<tmp_path>/project/<name>``, the project's compose file."""
+    folder = tmp_path / "project"
+    folder.mkdir(exist_ok=True)
+    path = folder / name
+    path.write_text(textwrap.dedent(text))
+    return path
+
+
+def compose(engine: Engine, path: Path, *args: str, check: bool = True,
+            timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    """``composer -f PATH ARGS`` as a user runs it."""
+    return engine.cli("-f", str(path), *args, check=check, timeout=timeout)
 
 
 def _needs(binary: str) -> None:

@@ -13,22 +13,9 @@ import textwrap
 from pathlib import Path
 from typing import Any
 
-from tests.e2e.conftest import Engine
+from tests.e2e.conftest import Engine, compose, write_project
 
 IMAGE = "local/busybox:latest"
-
-
-def _project(tmp_path: Path, text: str, name: str = "compose.yaml") -> Path:
-    folder = tmp_path / "project"
-    folder.mkdir(exist_ok=True)
-    path = folder / name
-    path.write_text(textwrap.dedent(text))
-    return path
-
-
-def _compose(engine: Engine, path: Path, *args: str, check: bool = True,
-             timeout: float = 120) -> Any:
-    return engine.cli("-f", str(path), *args, check=check, timeout=timeout)
 
 
 def _containers(engine: Engine, project: str) -> dict[str, dict[str, Any]]:
@@ -83,8 +70,8 @@ GATED = """\
 
 def test_up_gates_on_health_resolves_names_publishes_and_is_idempotent(
         engine: Engine, tmp_path: Path) -> None:
-    path = _project(tmp_path, GATED)
-    up = _compose(engine, path, "up", "-d")
+    path = write_project(tmp_path, GATED)
+    up = compose(engine, path, "up", "-d")
     assert "Container gated-web-1  Started" in up.stdout, up.stdout
     found = _containers(engine, "gated")
     assert sorted(found) == ["gated-api-1", "gated-store-1", "gated-web-1"]
@@ -109,21 +96,21 @@ def test_up_gates_on_health_resolves_names_publishes_and_is_idempotent(
     assert labels["com.docker.compose.container-number"] == "1"
     # A second up changes nothing: same containers, nothing done.
     before = _ids(engine, "gated")
-    again = _compose(engine, path, "up", "-d")
+    again = compose(engine, path, "up", "-d")
     assert "Created" not in again.stdout and "Started" not in again.stdout, again.stdout
     assert _ids(engine, "gated") == before
-    plan = _compose(engine, path, "plan")
+    plan = compose(engine, path, "plan")
     assert plan.stdout.strip() == "nothing to do"
     # One service's environment changed: only it is recreated, and the reason is printed.
     path.write_text(path.read_text().replace("MODE: one", "MODE: two"))
-    changed = _compose(engine, path, "up", "-d")
+    changed = compose(engine, path, "up", "-d")
     assert "Recreate api: environment.MODE changed" in changed.stdout, changed.stdout
     after = _ids(engine, "gated")
     assert after["gated-store-1"] == before["gated-store-1"]
     assert after["gated-web-1"] == before["gated-web-1"]
     assert after["gated-api-1"] != before["gated-api-1"]
     assert engine.inspect("gated-api-1")["State"]["Running"]
-    down = _compose(engine, path, "down")
+    down = compose(engine, path, "down")
     assert "Network gated_default  Removed" in down.stdout, down.stdout
     assert _containers(engine, "gated") == {}
 
@@ -152,10 +139,10 @@ SCALED = """\
 
 
 def test_scale_up_and_down_and_orphans(engine: Engine, tmp_path: Path) -> None:
-    path = _project(tmp_path, SCALED)
-    _compose(engine, path, "up", "-d")
+    path = write_project(tmp_path, SCALED)
+    compose(engine, path, "up", "-d")
     first = _ids(engine, "scaled")
-    _compose(engine, path, "up", "-d", "--scale", "web=3")
+    compose(engine, path, "up", "-d", "--scale", "web=3")
     three = _ids(engine, "scaled")
     assert sorted(three) == ["scaled-extra-1", "scaled-web-1", "scaled-web-2", "scaled-web-3"]
     assert three["scaled-web-1"] == first["scaled-web-1"]
@@ -164,22 +151,22 @@ def test_scale_up_and_down_and_orphans(engine: Engine, tmp_path: Path) -> None:
     addresses = {line.split()[-1] for line in looked.stdout.splitlines()
                  if line.startswith("Address") and "#" not in line and ":53" not in line}
     assert len(addresses) >= 3, looked.stdout
-    _compose(engine, path, "up", "-d", "--scale", "web=1")
+    compose(engine, path, "up", "-d", "--scale", "web=1")
     assert sorted(_ids(engine, "scaled")) == ["scaled-extra-1", "scaled-web-1"]
     assert _ids(engine, "scaled")["scaled-web-1"] == first["scaled-web-1"]
     # down SERVICE takes only that service; the network stays for the rest.
-    _compose(engine, path, "down", "extra")
+    compose(engine, path, "down", "extra")
     assert sorted(_ids(engine, "scaled")) == ["scaled-web-1"]
     assert "scaled_default" in engine.cli("network", "ls", check=True).stdout
-    _compose(engine, path, "up", "-d")
+    compose(engine, path, "up", "-d")
     # extra leaves the file: it is an orphan, named, and removed only when asked.
     path.write_text(SCALED_WITHOUT_EXTRA)
-    kept = _compose(engine, path, "up", "-d")
+    kept = compose(engine, path, "up", "-d")
     assert "orphan" in kept.stderr and "scaled-extra-1" in kept.stderr, kept.stderr
     assert "scaled-extra-1" in _ids(engine, "scaled")
-    _compose(engine, path, "up", "-d", "--remove-orphans")
+    compose(engine, path, "up", "-d", "--remove-orphans")
     assert sorted(_ids(engine, "scaled")) == ["scaled-web-1"]
-    _compose(engine, path, "down")
+    compose(engine, path, "down")
 
 
 SCALED_WITHOUT_EXTRA = textwrap.dedent(SCALED).split("  extra:")[0]
@@ -201,16 +188,16 @@ VOLUMED = """\
 
 def test_volume_data_survives_down_and_down_v_removes_it(engine: Engine,
                                                          tmp_path: Path) -> None:
-    path = _project(tmp_path, VOLUMED)
-    _compose(engine, path, "up", "-d")
+    path = write_project(tmp_path, VOLUMED)
+    compose(engine, path, "up", "-d")
     engine.cli("container", "exec", "volumed-app-1", "sh", "-c", "echo kept > /data/file",
                check=True)
-    _compose(engine, path, "down")
+    compose(engine, path, "down")
     assert "volumed_data" in engine.cli("volume", "ls", "-q", check=True).stdout
-    _compose(engine, path, "up", "-d")
+    compose(engine, path, "up", "-d")
     got = engine.cli("container", "exec", "volumed-app-1", "cat", "/data/file", check=True)
     assert got.stdout.strip() == "kept"
-    down = _compose(engine, path, "down", "-v")
+    down = compose(engine, path, "down", "-v")
     assert "Volume volumed_data  Removed" in down.stdout, down.stdout
     assert "volumed_data" not in engine.cli("volume", "ls", "-q", check=True).stdout
 
@@ -227,23 +214,23 @@ def test_a_recreate_keeps_anonymous_volumes_and_renew_anon_volumes_renews_them(
             environment: {ROUND: "1"}
             volumes: ["/cache"]
         """
-    path = _project(tmp_path, text)
-    _compose(engine, path, "up", "-d")
+    path = write_project(tmp_path, text)
+    compose(engine, path, "up", "-d")
     engine.cli("container", "exec", "anon-app-1", "sh", "-c", "echo kept > /cache/f",
                check=True)
     before = set(engine.cli("volume", "ls", "-q", check=True).stdout.split())
     path.write_text(textwrap.dedent(text).replace('"1"', '"2"'))
-    assert "Recreate app" in _compose(engine, path, "up", "-d").stdout
+    assert "Recreate app" in compose(engine, path, "up", "-d").stdout
     got = engine.cli("container", "exec", "anon-app-1", "cat", "/cache/f", check=True)
     assert got.stdout.strip() == "kept"
     assert set(engine.cli("volume", "ls", "-q", check=True).stdout.split()) == before
     # -V: the recreated container starts with a new, empty anonymous volume; the old one goes.
-    _compose(engine, path, "up", "-d", "--force-recreate", "-V")
+    compose(engine, path, "up", "-d", "--force-recreate", "-V")
     renewed = engine.cli("container", "exec", "anon-app-1", "ls", "/cache", check=True)
     assert renewed.stdout.strip() == ""
     after = set(engine.cli("volume", "ls", "-q", check=True).stdout.split())
     assert len(after) == len(before) and after != before
-    _compose(engine, path, "down", "-v")
+    compose(engine, path, "down", "-v")
     assert engine.cli("volume", "ls", "-q", check=True).stdout.split() == []
 
 
@@ -262,26 +249,26 @@ JOBS = """\
 
 
 def test_run_rm_and_exit_code_from(engine: Engine, tmp_path: Path) -> None:
-    path = _project(tmp_path, JOBS)
-    ran = _compose(engine, path, "run", "--rm", "tests", "sh", "-c", "echo one-off; exit 3",
+    path = write_project(tmp_path, JOBS)
+    ran = compose(engine, path, "run", "--rm", "tests", "sh", "-c", "echo one-off; exit 3",
                    check=False)
     assert ran.returncode == 3, (ran.stdout, ran.stderr)
     assert "one-off" in ran.stdout
     left = _containers(engine, "jobs")
     assert not [n for n in left if "-run-" in n], left  # --rm removed it
     assert "jobs-server-1" in left  # its dependency was brought up
-    up = _compose(engine, path, "up", "--exit-code-from", "tests", check=False)
+    up = compose(engine, path, "up", "--exit-code-from", "tests", check=False)
     assert up.returncode == 4, (up.stdout, up.stderr)
     assert "testing" in up.stdout and "jobs-tests-1" in up.stdout
     assert "exited with code 4" in up.stdout
     # --abort-on-container-exit stopped the server too.
     assert not engine.inspect("jobs-server-1")["State"]["Running"]
-    _compose(engine, path, "down")
+    compose(engine, path, "down")
 
 
 def test_foreground_up_prefixes_logs_and_returns_when_all_exit(engine: Engine,
                                                                tmp_path: Path) -> None:
-    path = _project(tmp_path, """\
+    path = write_project(tmp_path, """\
         name: fg
         services:
           first:
@@ -291,14 +278,14 @@ def test_foreground_up_prefixes_logs_and_returns_when_all_exit(engine: Engine,
             image: local/busybox:latest
             command: ["echo", "hello from second"]
         """)
-    up = _compose(engine, path, "up")
+    up = compose(engine, path, "up")
     assert up.returncode == 0
     lines = up.stdout.splitlines()
     # Compose's prefix: the name padded to one more than the longest name.
     assert "fg-first-1          | hello from first" in lines, up.stdout
     assert "fg-second-longer-1  | hello from second" in lines, up.stdout
     assert "fg-first-1 exited with code 0" in lines, up.stdout
-    _compose(engine, path, "down")
+    compose(engine, path, "down")
 
 
 def test_failures_name_the_service_and_the_next_up_fixes_them(engine: Engine,
@@ -307,7 +294,7 @@ def test_failures_name_the_service_and_the_next_up_fixes_them(engine: Engine,
     taken.bind(("127.0.0.1", 0))
     taken.listen()
     port = taken.getsockname()[1]
-    path = _project(tmp_path, f"""\
+    path = write_project(tmp_path, f"""\
         name: broken
         services:
           missing:
@@ -341,7 +328,7 @@ def test_failures_name_the_service_and_the_next_up_fixes_them(engine: Engine,
             stop_signal: SIGKILL
             ports: ["127.0.0.1:{port}:80"]
         """)
-    up = _compose(engine, path, "up", "-d", check=False)
+    up = compose(engine, path, "up", "-d", check=False)
     taken.close()
     assert up.returncode == 1, up.stdout
     err = up.stderr
@@ -358,12 +345,12 @@ def test_failures_name_the_service_and_the_next_up_fixes_them(engine: Engine,
                              "image: local/busybox:latest\n    command: [sleep, '600']")
                     .replace('test: ["CMD", "false"]', 'test: ["CMD", "true"]')
                     .replace('"exit 7"', '"exit 0"'))
-    fixed = _compose(engine, path, "up", "-d", check=False)
+    fixed = compose(engine, path, "up", "-d", check=False)
     assert fixed.returncode == 0, (fixed.stdout, fixed.stderr)
     running = {n: c["State"]["Running"] for n, c in _containers(engine, "broken").items()}
     assert running["broken-needs-sick-1"] and running["broken-needs-crashing-1"], running
     assert running["broken-porty-1"], running
-    _compose(engine, path, "down")
+    compose(engine, path, "down")
 
 
 BUILT = """\
@@ -378,56 +365,56 @@ BUILT = """\
 
 def test_up_builds_rebuilds_on_build_and_recreates_only_when_the_image_changed(
         engine: Engine, tmp_path: Path) -> None:
-    path = _project(tmp_path, BUILT)
+    path = write_project(tmp_path, BUILT)
     dockerfile = path.parent / "app" / "Dockerfile"
     dockerfile.parent.mkdir()
     dockerfile.write_text("FROM local/busybox:latest\nRUN echo one > /msg\n")
-    first = _compose(engine, path, "up", "-d")
+    first = compose(engine, path, "up", "-d")
     assert "Image built-app  Built" in first.stdout
     original = _ids(engine, "built")
     # A changed Dockerfile alone changes nothing (as Compose): the image exists.
     dockerfile.write_text("FROM local/busybox:latest\nRUN echo two > /msg\n")
-    assert _compose(engine, path, "up", "-d").stdout.strip() == \
+    assert compose(engine, path, "up", "-d").stdout.strip() == \
         "✔ Container built-app-1  Running"
     assert _ids(engine, "built") == original
     # --build rebuilds; the new image recreates the container and says why.
-    rebuilt = _compose(engine, path, "up", "-d", "--build")
+    rebuilt = compose(engine, path, "up", "-d", "--build")
     assert "Recreate app: image changed" in rebuilt.stdout
     assert _ids(engine, "built") != original
-    assert "two" in _compose(engine, path, "logs", "app").stdout
+    assert "two" in compose(engine, path, "logs", "app").stdout
     # A rebuild from the cache gives the same image: nothing is recreated.
     again = _ids(engine, "built")
-    cached = _compose(engine, path, "up", "-d", "--build")
+    cached = compose(engine, path, "up", "-d", "--build")
     assert "CACHED" in cached.stdout and "Recreate" not in cached.stdout
     assert _ids(engine, "built") == again
     # pull_policy: build builds on every up, without --build.
     path.write_text(textwrap.dedent(BUILT).replace("build: ./app",
                                                    "build: ./app\n    pull_policy: build"))
     dockerfile.write_text("FROM local/busybox:latest\nRUN echo three > /msg\n")
-    policy = _compose(engine, path, "up", "-d")
+    policy = compose(engine, path, "up", "-d")
     assert "Recreate app: image changed" in policy.stdout
-    assert "three" in _compose(engine, path, "logs", "app").stdout
+    assert "three" in compose(engine, path, "logs", "app").stdout
     # A failing build fails up, naming the service, the line and the exit code.
     dockerfile.write_text("FROM local/busybox:latest\nRUN exit 7\n")
-    failed = _compose(engine, path, "up", "-d", check=False)
+    failed = compose(engine, path, "up", "-d", check=False)
     assert failed.returncode != 0
     assert "service app" in failed.stderr and "Dockerfile:2" in failed.stderr
     assert "code 7" in failed.stderr
     # --no-build never builds: a missing image is named with what to do.
     path.write_text(textwrap.dedent(BUILT))
-    _compose(engine, path, "down")
+    compose(engine, path, "down")
     engine.cli("image", "rm", "built-app", check=True)
-    missing = _compose(engine, path, "up", "-d", "--no-build", check=False)
+    missing = compose(engine, path, "up", "-d", "--no-build", check=False)
     assert missing.returncode != 0
     assert "--no-build" in missing.stderr and "composer build app" in missing.stderr
-    _compose(engine, path, "down")
+    compose(engine, path, "down")
 
 
 def test_create_makes_the_containers_and_start_starts_them(engine: Engine,
                                                            tmp_path: Path) -> None:
-    path = _project(tmp_path, VOLUMED.replace("volumed", "created"))
-    _compose(engine, path, "create")
+    path = write_project(tmp_path, VOLUMED.replace("volumed", "created"))
+    compose(engine, path, "create")
     assert engine.inspect("created-app-1")["State"]["Status"] == "created"
-    _compose(engine, path, "start")
+    compose(engine, path, "start")
     assert engine.inspect("created-app-1")["State"]["Running"]
-    _compose(engine, path, "down", "-v")
+    compose(engine, path, "down", "-v")

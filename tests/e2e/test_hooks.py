@@ -8,23 +8,9 @@ named volume (read on the host at the volume's mount point), so nothing depends 
 from __future__ import annotations
 
 import json
-import textwrap
 from pathlib import Path
-from typing import Any
 
-from tests.e2e.conftest import Engine
-
-
-def _project(tmp_path: Path, text: str) -> Path:
-    folder = tmp_path / "project"
-    folder.mkdir(exist_ok=True)
-    path = folder / "compose.yaml"
-    path.write_text(textwrap.dedent(text))
-    return path
-
-
-def _compose(engine: Engine, path: Path, *args: str, check: bool = True) -> Any:
-    return engine.cli("-f", str(path), *args, check=check)
+from tests.e2e.conftest import Engine, compose, write_project
 
 
 def _names(engine: Engine, project: str) -> list[str]:
@@ -62,18 +48,18 @@ POST_START = """\
 
 def test_post_start_runs_in_order_with_the_user_env_and_workdir_given(engine: Engine,
                                                                        tmp_path: Path) -> None:
-    path = _project(tmp_path, POST_START)
-    _compose(engine, path, "up", "-d")
-    hooked = _compose(engine, path, "exec", "-T", "web", "cat", "/tmp/hooked").stdout
+    path = write_project(tmp_path, POST_START)
+    compose(engine, path, "up", "-d")
+    hooked = compose(engine, path, "exec", "-T", "web", "cat", "/tmp/hooked").stdout
     assert hooked.splitlines() == ["first 1000 /tmp hello", "second"]
     # The hook ran in the service container: its main process is the same one still running.
     assert engine.inspect("poststart-web-1")["State"]["Status"] == "running"
     # restart runs it again (the file is rewritten by the first hook, then appended).
-    _compose(engine, path, "exec", "-T", "web", "rm", "/tmp/hooked")
-    _compose(engine, path, "restart")
-    assert _compose(engine, path, "exec", "-T", "web", "cat", "/tmp/hooked").stdout \
+    compose(engine, path, "exec", "-T", "web", "rm", "/tmp/hooked")
+    compose(engine, path, "restart")
+    assert compose(engine, path, "exec", "-T", "web", "cat", "/tmp/hooked").stdout \
         .splitlines() == ["first 1000 /tmp hello", "second"]
-    _compose(engine, path, "down")
+    compose(engine, path, "down")
 
 
 FAILING_POST_START = """\
@@ -95,15 +81,15 @@ FAILING_POST_START = """\
 
 def test_a_failing_post_start_fails_up_naming_the_service(engine: Engine,
                                                           tmp_path: Path) -> None:
-    path = _project(tmp_path, FAILING_POST_START)
-    done = _compose(engine, path, "up", "-d", check=False)
+    path = write_project(tmp_path, FAILING_POST_START)
+    done = compose(engine, path, "up", "-d", check=False)
     assert done.returncode != 0
     said = done.stdout + done.stderr
     assert 'service "web": post_start[1] exited with code 3' in said, said
     assert "cannot register" in said
     # Its dependent is not started: the web container's start failed.
     assert engine.inspect("badpost-app-1")["State"]["Status"] == "created"
-    _compose(engine, path, "down")
+    compose(engine, path, "down")
     assert _names(engine, "badpost") == []
 
 
@@ -125,23 +111,23 @@ PRE_STOP = """\
 
 def test_pre_stop_runs_on_stop_and_down_not_on_kill_and_a_failure_warns(
         engine: Engine, tmp_path: Path) -> None:
-    path = _project(tmp_path, PRE_STOP)
-    _compose(engine, path, "up", "-d")
-    stopped = _compose(engine, path, "stop")
+    path = write_project(tmp_path, PRE_STOP)
+    compose(engine, path, "up", "-d")
+    stopped = compose(engine, path, "stop")
     assert _volume_file(engine, "prestop_data", "log") == ["stopping " + _host(engine)]
     # The failing second hook is a warning; the container is stopped all the same.
     assert 'pre_stop[1] exited with code 5' in stopped.stderr and "not clean" in stopped.stderr
     assert engine.inspect("prestop-web-1")["State"]["Status"] == "exited"
     # Stopping what is stopped runs nothing; kill runs nothing.
-    _compose(engine, path, "stop")
-    _compose(engine, path, "start")
-    _compose(engine, path, "kill")
+    compose(engine, path, "stop")
+    compose(engine, path, "start")
+    compose(engine, path, "kill")
     assert len(_volume_file(engine, "prestop_data", "log")) == 1
-    _compose(engine, path, "start")
-    down = _compose(engine, path, "down")
+    compose(engine, path, "start")
+    down = compose(engine, path, "down")
     assert 'pre_stop[1] exited with code 5' in down.stdout + down.stderr
     assert len(_volume_file(engine, "prestop_data", "log")) == 2
-    _compose(engine, path, "down", "-v")
+    compose(engine, path, "down", "-v")
 
 
 def _host(engine: Engine) -> str:
@@ -170,45 +156,45 @@ PRE_START = """\
 
 def test_pre_start_runs_once_per_service_or_per_replica_and_not_again(
         engine: Engine, tmp_path: Path) -> None:
-    path = _project(tmp_path, PRE_START)
-    _compose(engine, path, "up", "-d")
+    path = write_project(tmp_path, PRE_START)
+    compose(engine, path, "up", "-d")
     assert _volume_file(engine, "prestart_data", "once") == ["once service"]
     assert _volume_file(engine, "prestart_data", "each") == ["each", "each"]
     # The service saw what its pre_start wrote before it started.
-    assert _compose(engine, path, "exec", "-T", "web", "cat", "/tmp/seen").stdout.strip() \
+    assert compose(engine, path, "exec", "-T", "web", "cat", "/tmp/seen").stdout.strip() \
         == "once service"
     # A per-replica step sees its replica's anonymous volume too.
     for index in ("1", "2"):
-        assert _compose(engine, path, "exec", "-T", "--index", index, "web", "cat",
+        assert compose(engine, path, "exec", "-T", "--index", index, "web", "cat",
                         "/scratch/mine").stdout.strip() == "mine"
     assert _names(engine, "prestart") == [
         "prestart-web-1", "prestart-web-1-pre_start-1", "prestart-web-2",
         "prestart-web-2-pre_start-1", "prestart-web-pre_start-0"]
     # ps lists the service's containers only.
-    listed = _compose(engine, path, "ps", "--format", "{{.Name}}").stdout.split()
+    listed = compose(engine, path, "ps", "--format", "{{.Name}}").stdout.split()
     assert sorted(listed) == ["prestart-web-1", "prestart-web-2"]
 
     # Nothing changed: a second up, a stop and start, and a scale-up run no step again
     # (the new replica runs its own per-replica step).
-    up = _compose(engine, path, "up", "-d")
+    up = compose(engine, path, "up", "-d")
     assert "orphan" not in up.stdout + up.stderr
-    _compose(engine, path, "stop")
-    _compose(engine, path, "start")
-    _compose(engine, path, "up", "-d", "--scale", "web=3")
+    compose(engine, path, "stop")
+    compose(engine, path, "start")
+    compose(engine, path, "up", "-d", "--scale", "web=3")
     assert _volume_file(engine, "prestart_data", "once") == ["once service"]
     assert _volume_file(engine, "prestart_data", "each") == ["each"] * 3
 
     # A recreate runs them again: once for the service, once per replica (two again: the
     # third replica goes, with its init container).
     before = _volumes(engine)
-    _compose(engine, path, "up", "-d", "--force-recreate")
+    compose(engine, path, "up", "-d", "--force-recreate")
     # The recreated replicas took over their predecessors' anonymous volumes.
     assert _volumes(engine) - before == set()
     assert len(_volume_file(engine, "prestart_data", "once")) == 2
     assert len(_volume_file(engine, "prestart_data", "each")) == 5
     assert len(_names(engine, "prestart")) == 5
     # down removes the init containers with the service's.
-    _compose(engine, path, "down", "-v")
+    compose(engine, path, "down", "-v")
     assert _names(engine, "prestart") == []
     # Their anonymous volumes went too: no init container kept them in use.
     assert _volumes(engine) == set(), _volumes(engine)
@@ -231,8 +217,8 @@ FAILING_PRE_START = """\
 
 def test_a_failing_pre_start_blocks_the_service_and_names_it(engine: Engine,
                                                              tmp_path: Path) -> None:
-    path = _project(tmp_path, FAILING_PRE_START)
-    done = _compose(engine, path, "up", "-d", check=False)
+    path = write_project(tmp_path, FAILING_PRE_START)
+    done = compose(engine, path, "up", "-d", check=False)
     assert done.returncode != 0
     said = done.stdout + done.stderr
     assert 'service "web": pre_start[0] exited with code 2' in said, said
@@ -240,7 +226,7 @@ def test_a_failing_pre_start_blocks_the_service_and_names_it(engine: Engine,
     assert engine.inspect("badpre-web-1")["State"]["Status"] == "created"
     assert engine.inspect("badpre-app-1")["State"]["Status"] == "created"
     # It is tried again by the next up, and fails again: a failure is no record.
-    again = _compose(engine, path, "up", "-d", check=False)
+    again = compose(engine, path, "up", "-d", check=False)
     assert again.returncode != 0 and "pre_start[0]" in again.stdout + again.stderr
-    _compose(engine, path, "down")
+    compose(engine, path, "down")
     assert _names(engine, "badpre") == []

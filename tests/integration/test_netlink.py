@@ -439,6 +439,32 @@ def test_bad_mac_is_refused(tmp_path: Path, prefix: str, bridge: str) -> None:
     netlink.remove_netns(tmp_path / "c1" / "net")
 
 
+def test_ensure_veth_again_repairs_the_peer_and_the_port(tmp_path: Path, prefix: str,
+                                                         bridge: str) -> None:
+    # A veth already there is read back and put right: its bridge, its peer's MAC and state.
+    pyroute2: Any = pytest.importorskip("pyroute2")
+    other = f"{prefix}b2"
+    netlink.ensure_bridge(other, alias=f"{alias_of(prefix)}net2", gateway=IP("10.238.0.1/24"))
+    ns = container(prefix, tmp_path, bridge, 1, mac="02:42:0a:e7:00:02")
+    try:
+        with pyroute2.IPRoute() as ipr:
+            ipr.link("set", index=ipr.link_lookup(ifname=f"{prefix}v1")[0],
+                     master=ipr.link_lookup(ifname=other)[0])
+        with pyroute2.IPRoute(fileno=in_netns(ns, lambda: socket.socket(
+                socket.AF_NETLINK, socket.SOCK_DGRAM, 0)).detach(), groups=0) as inner:
+            eth0 = inner.link_lookup(ifname="eth0")[0]
+            inner.link("set", index=eth0, state="down", address="02:00:00:00:00:09")
+        container(prefix, tmp_path, bridge, 1, mac="02:42:0a:e7:00:02")
+        assert (SYS_NET / f"{prefix}v1" / "master").resolve().name == bridge
+        assert (SYS_NET / f"{prefix}v1" / "brport" / "hairpin_mode").read_text().strip() == "1"
+        assert in_netns(ns, lambda: interface("eth0"))["mac"] == "02:42:0a:e7:00:02"
+        assert in_netns(ns, lambda: interface("eth0"))["up"]
+        assert in_netns(ns, default_gateways) == ["10.231.0.1"]
+    finally:
+        remove_container(prefix, tmp_path, 1)
+        netlink.remove_link(other)
+
+
 # -- host reading and sysctls ---------------------------------------------------------------------
 
 

@@ -29,7 +29,7 @@ from typing import Any
 
 from composer.engine import names
 from composer.engine.etcfiles import Addressing, etc_files
-from composer.engine.networks import attachments
+from composer.engine.networks import Joined, attachments
 from composer.engine.supervisor import Supervisor, Timer
 from composer.errors import ComposerError
 from composer.runtime import bundle, cgroups, monitor, rootfs
@@ -227,7 +227,8 @@ class ContainerManager:
     def _launch(self, row: ContainerRow, *,
                 attach: Callable[[monitor.MonitorFiles], None] | None = None,
                 user_start: bool = False) -> None:
-        """Mount, write the bundle, start conmon and the container; record it running."""
+        """Mount, join the networks, write the bundle, start conmon and the container; record
+        it running."""
         spec = self.spec(row)
         image = self.images.get(row.image_id)
         if image is None:
@@ -237,48 +238,50 @@ class ContainerManager:
         merged = rootfs.mount(cdir, self.images.lower_dirs(image))
         # The image's VOLUME paths get anonymous volumes in _volume_mounts (engine/mounts.py).
         paths = self._namespace_paths(spec)
-        etc = self._etc_files(row, spec, paths)
+        joined = None
+        if attachments(spec):
+            joined = self.networks.join(row, spec)
+            paths["network"] = str(joined.netns)
         try:
-            self._run(row, spec, image_config, merged, paths, etc, attach=attach,
+            etc = self._etc_files(row, spec, joined)
+            self._run(row, spec, image_config, merged, paths, etc, joined, attach=attach,
                       user_start=user_start)
         except BaseException:
-            if attachments(spec):
+            if joined is not None:
                 with contextlib.suppress(ComposerError, OSError):
                     self.networks.detach(row.id)
             raise
 
     def _etc_files(self, row: ContainerRow, spec: ContainerSpec,
-                   paths: dict[str, str]) -> tuple[Mount, ...]:
-        """The network (joined here for bridge networks: the namespace goes into ``paths``)
-        and the /etc files that describe it."""
+                   joined: Joined | None) -> tuple[Mount, ...]:
+        """The /etc files that describe the container's network."""
         cdir = self.layout.container_dir(row.id)
-        if attachments(spec):
-            if spec.publish_all:
-                from composer.runtime.portspec import publish_all
-
-                image_ports = self.image_config(row).get("ExposedPorts") or {}
-                spec = replace(spec, ports=tuple(publish_all(
-                    spec.ports, [*map(str, image_ports), *spec.expose])))
-            joined = self.networks.attach(row, spec)
-            paths["network"] = str(joined.netns)
-            try:
-                addressing = Addressing(
-                    addresses=[str(e.address) for e in joined.endpoints],
-                    resolver=joined.gateway, host_gateway=joined.gateway,
-                    links=self.networks.link_hosts(spec, joined))
-                return etc_files(cdir, row.id, spec, addressing)
-            except BaseException:
-                with contextlib.suppress(ComposerError, OSError):
-                    self.networks.detach(row.id)
-                raise
+        if joined is not None:
+            addressing = Addressing(
+                addresses=[str(e.address) for e in joined.endpoints],
+                resolver=joined.gateway, host_gateway=joined.gateway,
+                links=self.networks.link_hosts(spec, joined))
+            return etc_files(cdir, row.id, spec, addressing)
         if spec.network.startswith(("container:", "service:")):
             other = self.find(spec.network.split(":", 1)[1])
             return etc_files(cdir, row.id, spec,
                              shared_from=self.layout.container_dir(other.id))
         return etc_files(cdir, row.id, spec, Addressing(host_gateway="127.0.0.1"))
 
+    def _wire(self, row: ContainerRow, spec: ContainerSpec, joined: Joined) -> None:
+        """The veths, the published ports, NAT and DNS of a container that joined its
+        networks (``-P`` publishes the image's exposed ports too)."""
+        if spec.publish_all:
+            from composer.runtime.portspec import publish_all
+
+            image_ports = self.image_config(row).get("ExposedPorts") or {}
+            spec = replace(spec, ports=tuple(publish_all(
+                spec.ports, [*map(str, image_ports), *spec.expose])))
+        self.networks.wire(row, spec, joined)
+
     def _run(self, row: ContainerRow, spec: ContainerSpec, image_config: dict[str, Any],
-             merged: Path, paths: dict[str, str], etc: tuple[Mount, ...], *,
+             merged: Path, paths: dict[str, str], etc: tuple[Mount, ...],
+             joined: Joined | None, *,
              attach: Callable[[monitor.MonitorFiles], None] | None,
              user_start: bool) -> None:
         cdir = self.layout.container_dir(row.id)
@@ -298,14 +301,26 @@ class ContainerManager:
             runtime.delete(row.id, force=True)
         shutil.rmtree(files.directory, ignore_errors=True)
         files.directory.mkdir(parents=True, mode=0o700)
-        launched = monitor.launch(runtime, row.id, bundle_dir, files,
-                                  log_path=self.log_path(row.id), name=row.name,
-                                  terminal=spec.tty, stdin=spec.stdin_open,
-                                  # An attached client's end of input is the container's
-                                  # (Docker's StdinOnce for `run -i`).
-                                  stdin_once=attach is not None and spec.stdin_open,
-                                  log_size_max=spec.logging.max_size)
+        # The runtime creates the container in its namespace while the veths go into that
+        # namespace (the CNI order: the network is wired between create and start): each
+        # takes tens of milliseconds, and together they were most of a start.
+        wired = (_in_background(lambda: self._wire(row, spec, joined))
+                 if joined is not None else _done)
         try:
+            launched = monitor.launch(runtime, row.id, bundle_dir, files,
+                                      log_path=self.log_path(row.id), name=row.name,
+                                      terminal=spec.tty, stdin=spec.stdin_open,
+                                      # An attached client's end of input is the
+                                      # container's (Docker's StdinOnce for `run -i`).
+                                      stdin_once=attach is not None and spec.stdin_open,
+                                      log_size_max=spec.logging.max_size)
+        except BaseException:
+            # The wiring finishes before the namespace goes; its error, when it failed too, is
+            # the one to tell (a host port taken, say), the launch's second.
+            wired()
+            raise
+        try:
+            wired()
             if attach is not None:
                 attach(files)
             runtime.start(row.id)
@@ -717,3 +732,29 @@ def _write_json(path: Path, value: Any) -> None:
     tmp = path.with_name(f".{path.name}.tmp")
     tmp.write_text(json.dumps(value, separators=(",", ":")))
     os.replace(tmp, path)
+
+
+def _in_background(work: Callable[[], None]) -> Callable[[], None]:
+    """Start ``work`` in a thread of its own; the function returned waits for it to end and
+    raises what it raised."""
+    failed: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            work()
+        except BaseException as exc:  # re-raised in the caller's thread
+            failed.append(exc)
+
+    thread = threading.Thread(target=run, name="composer-wire", daemon=True)
+    thread.start()
+
+    def wait() -> None:
+        thread.join()
+        if failed:
+            raise failed[0]
+
+    return wait
+
+
+def _done() -> None:
+    """Nothing to wait for."""

@@ -20,6 +20,7 @@ import contextlib
 import fcntl
 import hashlib
 import ipaddress
+import json
 import logging
 import os
 import secrets
@@ -53,6 +54,9 @@ MTU_OPTION = "com.docker.network.driver.mtu"
 #: Host-wide: two state roots choosing a subnet at once would both see the same one free.
 HOST_LOCK = Path("/run/lock/composer-networks.lock")
 RUNNING = ("running", "paused", "restarting")
+#: Seconds the NAT and DNS rebuild of a container starting or exiting waits for others to
+#: join it.
+WIRE_GATHER = 0.015
 
 
 class NetworkError(ComposerError):
@@ -80,6 +84,7 @@ class Endpoint:
     address: ipaddress.IPv4Address
     interface: str
     aliases: tuple[str, ...]
+    mac: str
 
     @property
     def prefixlen(self) -> int:
@@ -131,6 +136,13 @@ class NetworkManager:
         self._sync_asked = 0  # tickets handed out
         self._sync_done = 0  # every ticket up to this one has had its rebuild
         self._syncing = False
+        # One rebuild at a time, without holding _lock: leases and port claims of containers
+        # starting meanwhile need not wait for the resolver's reload (lock order: _lock,
+        # then this one).
+        self._rebuild_lock = threading.Lock()
+        # container id -> (its spec's JSON text, the spec decoded): a rebuild decodes only
+        # the specs that changed since the last one.
+        self._decoded: dict[str, tuple[str, ContainerSpec]] = {}
         # What the NAT table was last made from, by this engine: a container without
         # published ports starting or stopping changes nothing there, and rebuilding the table
         # costs two nft transactions of ~20 ms. None (unknown) at start, so the first
@@ -312,51 +324,74 @@ class NetworkManager:
         return joined
 
     def attach(self, row: ContainerRow, spec: ContainerSpec) -> Joined:
-        """Lease, namespace, veths, published ports, NAT and DNS for a starting container.
-        Undone (but for the leases, kept until removal) when a step fails."""
+        """Lease, namespace, veths, published ports, NAT and DNS for a starting container:
+        :meth:`join` then :meth:`wire`. Undone (but for the leases, kept until removal) when a
+        step fails."""
+        joined = self.join(row, spec)
+        try:
+            self.wire(row, spec, joined)
+        except BaseException:
+            with contextlib.suppress(ComposerError, OSError):
+                self.detach(row.id)
+            raise
+        return joined
+
+    def join(self, row: ContainerRow, spec: ContainerSpec) -> Joined:
+        """The first half of :meth:`attach`: the addresses leased and the namespace made,
+        which is all that the container's bundle and /etc files need, so that the runtime
+        can create the container while :meth:`wire` does the rest. Undone on failure."""
         from composer.runtime import netlink
 
         with self._lock:  # addresses are handed out one container at a time
             joined = self.resolve(spec)
             endpoints = []
-            for attachment, network in joined:
+            for index, (attachment, network) in enumerate(joined):
                 address = leases.lease(self.db, network.id, row.id, _plan(network),
                                        static=attachment.ipv4_address)
-                endpoints.append(Endpoint(network, address, "", attachment.aliases))
+                endpoints.append(Endpoint(network, address, f"eth{index}", attachment.aliases,
+                                          mac_for(address, attachment.mac_address)))
         faults.point("network-after-lease")
         netns = self.netns_path(row.id)
-        # The namespace and the veths are this container's alone: made without the lock, so
-        # that containers starting together do not queue here (each costs ~20 ms of netlink).
         try:
             netlink.create_netns(netns)
-            faults.point("network-after-netns")
-            routed = next((i for i, e in enumerate(endpoints) if not e.network.internal),
-                          None)
-            for index, endpoint in enumerate(endpoints):
-                interface = f"eth{index}"
-                netlink.ensure_veth(
-                    host_name=self.veth_name(row.id, endpoint.network.id),
-                    bridge=endpoint.network.bridge, netns=netns, inner_name=interface,
-                    address=ipaddress.IPv4Interface(f"{endpoint.address}/"
-                                                    f"{endpoint.prefixlen}"),
-                    gateway=(ipaddress.IPv4Address(endpoint.network.gateway)
-                             if index == routed else None),
-                    alias=self._endpoint_alias(row.id, endpoint.network.id),
-                    mac=mac_for(endpoint.address, joined[index][0].mac_address))
-                endpoints[index] = Endpoint(endpoint.network, endpoint.address,
-                                            interface, endpoint.aliases)
-            faults.point("network-after-veth")
-            with self._lock:  # host ports are checked free and taken one at a time
-                published = publish(self.db, row, spec,
-                                    any(not e.network.internal for e in endpoints))
-                rows.update(self.db, row.id, ports=published)
-            self._synced()
-            faults.point("network-after-nat")
         except BaseException:
             with contextlib.suppress(ComposerError, OSError):
                 self.detach(row.id)
             raise
+        faults.point("network-after-netns")
         return Joined(netns, tuple(endpoints))
+
+    def wire(self, row: ContainerRow, spec: ContainerSpec, joined: Joined) -> None:
+        """The second half of :meth:`attach`, for what :meth:`join` returned: the veths into
+        the namespace, the published ports, then the NAT table and the records. The
+        namespace and the veths are this container's alone: made without the lock, so that
+        containers starting together do not queue here. Not undone on failure: the caller
+        detaches once nothing else uses the namespace (a runtime creating the container in
+        it, say)."""
+        from composer.runtime import netlink
+
+        routed = next((i for i, e in enumerate(joined.endpoints)
+                       if not e.network.internal), None)
+        for index, endpoint in enumerate(joined.endpoints):
+            netlink.ensure_veth(
+                host_name=self.veth_name(row.id, endpoint.network.id),
+                bridge=endpoint.network.bridge, netns=joined.netns,
+                inner_name=endpoint.interface,
+                address=ipaddress.IPv4Interface(f"{endpoint.address}/"
+                                                f"{endpoint.prefixlen}"),
+                gateway=(ipaddress.IPv4Address(endpoint.network.gateway)
+                         if index == routed else None),
+                alias=self._endpoint_alias(row.id, endpoint.network.id),
+                mac=endpoint.mac)
+        faults.point("network-after-veth")
+        with self._lock:  # host ports are checked free and taken one at a time
+            published = publish(self.db, row, spec, routed is not None)
+            rows.update(self.db, row.id, ports=published)
+        # Called while the runtime creates the container (containers.py), which takes longer:
+        # a rebuild that waits a little for the starts beside this one costs no time, and
+        # shares one rebuild and one resolver reload among them.
+        self._synced(gather=WIRE_GATHER)
+        faults.point("network-after-nat")
 
     def detach(self, container_id: str) -> None:
         """Undo :meth:`attach` for a container whose run ended: its veths, its namespace, its
@@ -373,7 +408,9 @@ class NetworkManager:
             row = rows.get(self.db, container_id)
             if row is not None and row.ports is not None:
                 rows.update(self.db, container_id, ports=None)
-        self._synced()
+        # Exits come together (a `down`, a stop of several): one rebuild for those that
+        # come within the gathering pause, instead of one each.
+        self._synced(gather=WIRE_GATHER)
         if row is not None and row.ports:
             # A published port's flows (UDP above all: a client that keeps sending keeps
             # its entry alive) must not stay DNATed to this container's address, or a
@@ -477,11 +514,14 @@ class NetworkManager:
         with self._lock:
             self._sync()
 
-    def _synced(self) -> None:
+    def _synced(self, *, gather: float = 0.0) -> None:
         """The NAT table and the records made from the store as it is now: by a rebuild of
         this caller's, or by one that another caller began after this one's change. Starts
         and stops that come together share rebuilds instead of making one each (a rebuild
-        reads every running container: one each would grow with the square of them)."""
+        reads every running container: one each would grow with the square of them).
+
+        ``gather``: seconds a rebuild of this caller's waits first for the changes of others
+        to join it, for a caller whose wait is hidden behind other work anyway."""
         with self._sync_state:
             self._sync_asked += 1
             ticket = self._sync_asked
@@ -490,11 +530,12 @@ class NetworkManager:
                     self._sync_state.wait()
                     continue
                 self._syncing = True
+                if gather:
+                    self._sync_state.wait(gather)  # a pause that lets the others hand in
                 covers = self._sync_asked  # every change handed in so far is in the store
                 self._sync_state.release()
                 try:
-                    with self._lock:
-                        self._sync()
+                    self._sync()
                 finally:
                     self._sync_state.acquire()
                     self._syncing = False
@@ -505,6 +546,20 @@ class NetworkManager:
     def _sync(self) -> None:
         """Rebuild the NAT table, the resolver's records and the IPv6 port proxy's entries
         from the store."""
+        with self._rebuild_lock:
+            self._rebuild()
+
+    def _specs(self, running: Sequence[rows.Attached]) -> dict[str, ContainerSpec]:
+        decoded = {}
+        for row in running:
+            known = self._decoded.get(row.id)
+            if known is None or known[0] != row.spec_text:
+                known = (row.spec_text, ContainerSpec.from_json(json.loads(row.spec_text)))
+            decoded[row.id] = known
+        self._decoded = decoded  # the containers that left are forgotten
+        return {cid: spec for cid, (_, spec) in decoded.items()}
+
+    def _rebuild(self) -> None:
         from composer.dns.records import ClientRecords, NetworkRecords
         from composer.portproxy.process import ProxyEntry
         from composer.runtime import nat
@@ -512,7 +567,8 @@ class NetworkManager:
         networks = self.all()
         by_id = {n.id: n for n in networks}
         # `ports` is set (maybe to []) from attach to detach: the mark of being attached.
-        running = [r for r in rows.all_rows(self.db) if r.ports is not None]
+        running = rows.attached(self.db)
+        specs = self._specs(running)
         bridges = [nat.BridgeNet(n.bridge, ipaddress.IPv4Network(n.subnet), n.internal)
                    for n in networks]
         publications = []
@@ -521,8 +577,8 @@ class NetworkManager:
         names: dict[str, dict[str, list[str]]] = {n.id: {} for n in networks}
         clients: dict[str, ClientRecords] = {}
         addresses = {n.id: leases.leases_of(self.db, n.id) for n in networks}
-        for row in sorted(running, key=lambda r: (r.created, r.id)):
-            spec = ContainerSpec.from_json(row.spec)
+        for row in running:
+            spec = specs[row.id]
             joined = [(a, self._match(a, networks)) for a in attachments(spec)]
             mine = [(a, n, addresses[n.id][row.id]) for a, n in joined
                     if n is not None and row.id in addresses[n.id]]

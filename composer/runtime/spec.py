@@ -11,6 +11,7 @@ and stop signal from it. Values are as the user wrote them, already validated an
 from __future__ import annotations
 
 import dataclasses
+import functools
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -215,12 +216,17 @@ class ContainerSpec:
         for key in ("cap_add", "cap_drop", "security_opt", "group_add", "extra_hosts", "dns",
                     "dns_search", "dns_opt", "links", "volumes_from", "expose"):
             values[key] = tuple(values.get(key) or ())
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(values) - known)
+        unknown = sorted(set(values) - _spec_fields())
         if unknown:
             # A newer client, or a typo in one: refuse rather than drop what was asked.
             raise ValueError(f"unknown container spec fields: {', '.join(unknown)}")
         return cls(**values)
+
+
+@functools.cache
+def _spec_fields() -> frozenset[str]:
+    # Asked at every decode of a spec, which is often: once is enough.
+    return frozenset(f.name for f in dataclasses.fields(ContainerSpec))
 
 
 def _plain(value: Any) -> Any:

@@ -130,6 +130,28 @@ def all_rows(db: Store) -> list[ContainerRow]:
     return [_row(r) for r in rows]
 
 
+@dataclass(frozen=True)
+class Attached:
+    """A container joined to its networks (``ports`` is set from attach to detach), as the
+    network rebuild reads it: the spec left as the store's JSON text, so that the reader can
+    keep what it decoded from the same text last time instead of decoding every spec again."""
+
+    id: str
+    name: str
+    created: float
+    spec_text: str
+    ports: tuple[Mapping[str, Any], ...]
+
+
+def attached(db: Store) -> list[Attached]:
+    """The containers joined to their networks, oldest first."""
+    with db.snapshot() as conn:
+        found = conn.execute("SELECT id, name, created, spec, ports FROM containers "
+                             "WHERE ports IS NOT NULL ORDER BY created, id").fetchall()
+    return [Attached(cid, name, created, spec, tuple(json.loads(ports)))
+            for cid, name, created, spec, ports in found]
+
+
 def names(db: Store) -> set[str]:
     """Every container name in use (cheaper than reading every row)."""
     with db.snapshot() as conn:

@@ -18,6 +18,7 @@ Names are matched case-insensitively, without a trailing dot (they are stored lo
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import re
 import threading
@@ -30,6 +31,7 @@ _SHORT_ID = re.compile(r"[0-9a-f]{12}")  # a container's short id, recorded as a
 _TOP_KEYS = frozenset({"port", "upstream", "serial", "networks", "clients"})
 _NETWORK_KEYS = frozenset({"gateway", "names"})
 _CLIENT_KEYS = frozenset({"networks", "dns", "names"})
+_SPACE = re.compile(r"\s")
 
 
 class ConfigError(ValueError):
@@ -348,10 +350,19 @@ def _known_keys(body: Mapping[str, Any], known: frozenset[str], where: str) -> N
 
 def _address(value: object, where: str) -> str:
     text = _string(value, where)
+    canonical = _canonical_address(text)
+    if canonical is None:
+        raise ConfigError(f"{where}: not an IP address: {text!r}")
+    return canonical
+
+
+@functools.lru_cache(maxsize=4096)
+def _canonical_address(text: str) -> str | None:
+    # Cached: every reload reads every container's address again (ipaddress is slow).
     try:
         return str(ipaddress.ip_address(text))
     except ValueError:
-        raise ConfigError(f"{where}: not an IP address: {text!r}") from None
+        return None
 
 
 def _port(text: str, value: str, where: str) -> int:
@@ -365,9 +376,11 @@ def _names(value: object, where: str) -> dict[str, tuple[str, ...]]:
     for name, addresses in _object(value, where).items():
         key = normalize_name(name)
         # A name is one DNS name: no spaces, no empty labels (which no query can carry).
-        if not key or any(c.isspace() for c in key) or "" in key.split("."):
+        if not key or _SPACE.search(key) or "" in key.split("."):
             raise ConfigError(f"{where}: not a DNS name: {name!r}")
         merged = names.setdefault(key, [])  # "Web" and "web" are one name
         for i, address in enumerate(_list(addresses, f"{where}.{name}")):
-            merged.append(_address(address, f"{where}.{name}[{i}]"))
+            canonical = _canonical_address(address) if isinstance(address, str) else None
+            # The path is spelled out only for an error: this runs for every record.
+            merged.append(canonical or _address(address, f"{where}.{name}[{i}]"))
     return {k: tuple(dict.fromkeys(v)) for k, v in names.items()}

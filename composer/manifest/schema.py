@@ -22,6 +22,7 @@ from pathlib import Path as FilePath
 from typing import TYPE_CHECKING, Any
 
 from composer.errors import ManifestError, ManifestWarning
+from composer.manifest import known_valid
 from composer.manifest.tree import Path, YMap, dotted, locate
 
 if TYPE_CHECKING:
@@ -59,6 +60,11 @@ def load_schema() -> Schema:
     with schema_path().open(encoding="utf-8") as handle:
         schema: Schema = json.load(handle)
     return schema
+
+
+@functools.cache
+def _schema_bytes() -> bytes:
+    return schema_path().read_bytes()
 
 
 @functools.cache
@@ -100,7 +106,12 @@ def validate(root: YMap, *, warn: Warn, raw: bool = False) -> None:
     plan = _root_plan()
     if plan.live:
         _coerce(root, root, plan, (), warn, raw)
+    key = None if raw else known_valid.digest(root, _schema_bytes())
+    if key is not None and known_valid.known(key):
+        return
     if _validator().is_valid(root):
+        if key is not None:
+            known_valid.remember(key)
         return
     found = problems(root, raw=raw)
     if raw and not found:

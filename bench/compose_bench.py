@@ -34,6 +34,7 @@ Run as root: ``.venv/bin/python -m bench.compose_bench [--sizes 1,10,50,200] [--
 from __future__ import annotations
 
 import argparse
+import compileall
 import json
 import os
 import shutil
@@ -329,6 +330,9 @@ def main(argv: Sequence[str] | None = None) -> int:
               "\n  ".join(busy), file=sys.stderr)
     # The engine (started below, inheriting this) keeps its cgroups under a tree of ours.
     os.environ["COMPOSER_CGROUP_ROOT"] = CGROUP_ROOT
+    # Byte-compiled first, as an installed package is: under PYTHONDONTWRITEBYTECODE (set on
+    # some machines) every command would otherwise compile each module it imports again.
+    compileall.compile_dir(ROOT / "composer", quiet=1)
     work = root / "bench-work"
     tools: list[Tool] = []
     floor: Floor | None = None

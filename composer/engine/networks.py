@@ -225,8 +225,24 @@ class NetworkManager:
                     netlink.remove_link(row.bridge)
                 subnet_claims.release(self.tag, network_id)
                 raise
-            self._sync()
+        self._sync_soon()
         return row
+
+    def _sync_soon(self) -> None:
+        """A rebuild begun in the background, for a network just made: its NAT rules and
+        the resolver (started with the first network: ~60 ms) are needed only once a
+        container joins it, and a joining container waits for a rebuild that began after
+        the network was made (:meth:`_synced`) while the runtime creates it. A failure is
+        logged here and met again by that container's own rebuild."""
+
+        def run() -> None:
+            try:
+                self._synced()
+            except ComposerError as exc:
+                log.warning("NAT and DNS after a new network: %s (the next change tries "
+                            "again)", exc)
+
+        threading.Thread(target=run, name="composer-network-sync", daemon=True).start()
 
     def _ensure_bridge(self, row: NetworkRow, mtu: int | None = None) -> None:
         from composer.runtime import netlink
